@@ -1,0 +1,145 @@
+"""Frozen configuration objects: one per concern, passed whole, stored in the checkpoint.
+
+Every field carries its help text in ``metadata["help"]`` (fairseq's ``GenerationConfig`` style) so
+that command-line layers can build their flags from the dataclass instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AttentionKind = Literal["general", "dot", "additive"]
+LengthPenalty = Literal["none", "avg", "wu"]
+
+ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive")
+LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
+
+
+def _help(text: str, default: Any = dataclasses.MISSING) -> Any:
+    if default is dataclasses.MISSING:
+        return field(metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the LSTM encoder-attention-decoder summarizer."""
+
+    vocab_size: int = _help("size of the shared source/target vocabulary, specials included")
+    embed_dim: int = _help("token embedding size", 256)
+    hidden_size: int = _help(
+        "decoder hidden size; a bidirectional encoder uses hidden_size // 2 per direction", 512
+    )
+    num_layers: int = _help("LSTM layers in the encoder and in the decoder", 2)
+    attention: AttentionKind = _help(
+        "global attention score: Luong 'general' or 'dot', or Bahdanau 'additive'", "general"
+    )
+    copy: bool = _help("pointer-generator copying of source tokens (See et al. 2017)", False)
+    coverage: bool = _help("coverage vector as an attention feature (See et al. 2017)", False)
+    dropout: float = _help("dropout between layers and on embeddings while training", 0.1)
+    bidirectional: bool = _help("bidirectional encoder", True)
+    bridge: bool = _help(
+        "learned connection layer from the encoder's final (h, c) to the decoder's initial (h, c);"
+        " without it the encoder's final states are used as they are",
+        True,
+    )
+    tie_embeddings: bool = _help(
+        "tie the output projection to the target embeddings (needs embed_dim == hidden_size)",
+        False,
+    )
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 5:
+            raise ValueError(f"vocab_size={self.vocab_size}: needs the 4 specials plus a token")
+        for name in ("embed_dim", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention={self.attention!r}: choose one of {ATTENTION_KINDS}")
+        if self.bidirectional and self.hidden_size % 2:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be even with a bidirectional encoder"
+            )
+        if self.tie_embeddings and self.embed_dim != self.hidden_size:
+            raise ValueError(
+                f"tie_embeddings needs embed_dim == hidden_size, got {self.embed_dim} and"
+                f" {self.hidden_size}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+
+    @property
+    def encoder_hidden(self) -> int:
+        """Hidden size of one encoder direction."""
+        return self.hidden_size // 2 if self.bidirectional else self.hidden_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How summaries are searched for. Every field has a default."""
+
+    beam_size: int = _help("hypotheses kept per document at each step", 4)
+    n_best: int = _help("hypotheses returned per document, best first", 1)
+    min_len: int = _help("EOS is impossible before this many tokens", 0)
+    max_len: int = _help("hard cap on summary tokens (EOS excluded)", 30)
+    max_len_a: float = _help("per-document cap: floor(max_len_a * src_len + max_len_b)", 0.0)
+    max_len_b: int = _help("per-document cap: floor(max_len_a * src_len + max_len_b)", 200)
+    length_penalty: LengthPenalty = _help(
+        "score normalisation: 'none', 'avg' (len**alpha) or 'wu' (((5+len)/6)**alpha)", "none"
+    )
+    alpha: float = _help("length penalty exponent", 1.0)
+    no_repeat_ngram_size: int = _help("forbid any n-gram of this size occurring twice (0: off)", 0)
+    ban_unk: bool = _help("never emit the unknown token", False)
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size={self.beam_size} must be at least 1")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size")
+        if self.min_len < 0 or self.max_len < 1:
+            raise ValueError(f"need min_len >= 0 and max_len >= 1, got {self.min_len}, {self.max_len}")
+        if self.length_penalty not in LENGTH_PENALTIES:
+            raise ValueError(
+                f"length_penalty={self.length_penalty!r}: choose one of {LENGTH_PENALTIES}"
+            )
+        if self.alpha < 0:
+            raise ValueError(f"alpha={self.alpha} must be >= 0")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
+
+    def max_len_for(self, src_len: int) -> int:
+        """Maximum summary tokens (EOS excluded) for a source of ``src_len`` tokens, at least 1."""
+        per_doc = int(self.max_len_a * src_len + self.max_len_b)
+        return max(1, min(self.max_len, per_doc))
+
+    def penalty(self, length: int) -> float:
+        """Length penalty for a hypothesis of ``length`` tokens, EOS included."""
+        if self.length_penalty == "avg":
+            return float(length) ** self.alpha
+        if self.length_penalty == "wu":
+            return ((5.0 + length) / 6.0) ** self.alpha
+        return 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeConfig:
+        return cls(**_known_fields(cls, data))
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
+    return dict(data)
