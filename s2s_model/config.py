@@ -7,6 +7,7 @@ that command-line layers can build their flags from the dataclass instead of rep
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -106,7 +107,9 @@ class DecodeConfig:
         if not 1 <= self.n_best <= self.beam_size:
             raise ValueError(f"n_best={self.n_best} must be between 1 and beam_size")
         if self.min_len < 0 or self.max_len < 1:
-            raise ValueError(f"need min_len >= 0 and max_len >= 1, got {self.min_len}, {self.max_len}")
+            raise ValueError(
+                f"need min_len >= 0 and max_len >= 1, got {self.min_len}, {self.max_len}"
+            )
         if self.length_penalty not in LENGTH_PENALTIES:
             raise ValueError(
                 f"length_penalty={self.length_penalty!r}: choose one of {LENGTH_PENALTIES}"
@@ -118,15 +121,15 @@ class DecodeConfig:
 
     def max_len_for(self, src_len: int) -> int:
         """Maximum summary tokens (EOS excluded) for a source of ``src_len`` tokens, at least 1."""
-        per_doc = int(self.max_len_a * src_len + self.max_len_b)
+        per_doc = math.floor(self.max_len_a * src_len + self.max_len_b)
         return max(1, min(self.max_len, per_doc))
 
     def penalty(self, length: int) -> float:
         """Length penalty for a hypothesis of ``length`` tokens, EOS included."""
         if self.length_penalty == "avg":
-            return float(length) ** self.alpha
+            return float(float(length) ** self.alpha)
         if self.length_penalty == "wu":
-            return ((5.0 + length) / 6.0) ** self.alpha
+            return float(((5.0 + length) / 6.0) ** self.alpha)
         return 1.0
 
     def to_dict(self) -> dict[str, Any]:

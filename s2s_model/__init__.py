@@ -1,0 +1,36 @@
+"""s2s_model: an LSTM sequence-to-sequence summarizer in pure PyTorch.
+
+No Beam, click or pyarrow here: the pipeline and the command line depend on this package, never
+the reverse.
+"""
+
+from s2s_model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from s2s_model.config import DecodeConfig, ModelConfig
+from s2s_model.model import Seq2Seq, TeacherForced
+from s2s_model.search import Hypothesis, beam_search, greedy_search
+from s2s_model.state import DecoderState, Memory
+from s2s_model.summarizer import Summarizer, Summary
+from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "UNK_ID",
+    "Checkpoint",
+    "CheckpointError",
+    "DecodeConfig",
+    "DecoderState",
+    "Hypothesis",
+    "Memory",
+    "ModelConfig",
+    "Seq2Seq",
+    "Summarizer",
+    "Summary",
+    "TeacherForced",
+    "Tokenizer",
+    "beam_search",
+    "greedy_search",
+    "load_checkpoint",
+    "save_checkpoint",
+]

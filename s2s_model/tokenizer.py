@@ -1,0 +1,88 @@
+"""SentencePiece tokenizer with the fixed special ids every other module relies on."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+
+import sentencepiece as spm
+
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+UNK_ID = 3
+SPECIAL_IDS = (PAD_ID, BOS_ID, EOS_ID, UNK_ID)
+MODEL_TYPES = ("unigram", "bpe")
+
+# SentencePiece reads at most this many bytes per training sentence; longer ones are skipped.
+MAX_TRAIN_SENTENCE_BYTES = 16384
+
+
+class Tokenizer:
+    """Encodes text to ids and back. Ids 0-3 are PAD, BOS, EOS and UNK whatever the model."""
+
+    def __init__(self, processor: spm.SentencePieceProcessor, model_bytes: bytes) -> None:
+        ids = (processor.pad_id(), processor.bos_id(), processor.eos_id(), processor.unk_id())
+        if ids != SPECIAL_IDS:
+            raise ValueError(
+                f"SentencePiece model has special ids (pad, bos, eos, unk) = {ids}; "
+                f"this project needs {SPECIAL_IDS}: retrain it with Tokenizer.train"
+            )
+        self._sp = processor
+        self._bytes = model_bytes
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int,
+        model_type: str = "unigram",
+        character_coverage: float = 0.9995,
+        seed_sentences: int = 1_000_000,
+    ) -> Tokenizer:
+        """Train a SentencePiece model on ``texts`` (an iterator is fine; read once)."""
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type={model_type!r}: choose one of {MODEL_TYPES}")
+        sentences = (t.strip() for t in texts if t and t.strip())
+        buffer = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences,
+            model_writer=buffer,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=PAD_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            input_sentence_size=seed_sentences,
+            shuffle_input_sentence=True,
+            max_sentence_length=MAX_TRAIN_SENTENCE_BYTES,
+            hard_vocab_limit=False,
+            num_threads=1,
+            minloglevel=2,
+        )
+        return cls.from_bytes(buffer.getvalue())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tokenizer:
+        """Load a serialized SentencePiece ``.model``."""
+        processor = spm.SentencePieceProcessor()
+        processor.LoadFromSerializedProto(data)
+        return cls(processor, data)
+
+    def to_bytes(self) -> bytes:
+        return self._bytes
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.get_piece_size())
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without BOS or EOS."""
+        return list(self._sp.encode(text, out_type=int))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; special ids are dropped."""
+        return str(self._sp.decode([int(i) for i in ids if i not in SPECIAL_IDS]))
