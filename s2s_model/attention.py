@@ -37,10 +37,11 @@ class GlobalAttention(nn.Module):
         """
         if self.kind == "general":
             keys: Tensor = outputs @ self.linear_in.weight
-            return keys
-        if self.kind == "additive":
-            return self.linear_context(outputs)
-        return outputs
+        elif self.kind == "additive":
+            keys = self.linear_context(outputs)
+        else:
+            keys = outputs
+        return keys
 
     def forward(
         self,

@@ -39,9 +39,14 @@ class Tokenizer:
         vocab_size: int,
         model_type: str = "unigram",
         character_coverage: float = 0.9995,
+        byte_fallback: bool = False,
         seed_sentences: int = 1_000_000,
     ) -> Tokenizer:
-        """Train a SentencePiece model on ``texts`` (an iterator is fine; read once)."""
+        """Train a SentencePiece model on ``texts`` (an iterator is fine; read once).
+
+        ``byte_fallback`` spells characters outside the vocabulary as UTF-8 bytes instead of UNK,
+        so nothing is lost on decoding; it needs ``vocab_size`` above 260 (256 bytes + specials).
+        """
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type={model_type!r}: choose one of {MODEL_TYPES}")
         sentences = (t.strip() for t in texts if t and t.strip())
@@ -52,6 +57,7 @@ class Tokenizer:
             vocab_size=vocab_size,
             model_type=model_type,
             character_coverage=character_coverage,
+            byte_fallback=byte_fallback,
             pad_id=PAD_ID,
             bos_id=BOS_ID,
             eos_id=EOS_ID,

@@ -1,0 +1,155 @@
+"""Checkpoints round-trip, load without unpickling, and fail clearly when damaged."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2s_model import CheckpointError, DecodeConfig, Tokenizer, load_checkpoint, save_checkpoint
+from tests.conftest import tiny_model
+
+SRC = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 0, 0, 0]])
+SRC_LEN = torch.tensor([5, 2])
+TGT = torch.tensor([[1, 10, 11], [1, 12, 13]])
+
+
+def copy_of(checkpoint: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(checkpoint, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "overrides", [{}, {"copy": True, "coverage": True, "tie_embeddings": True, "num_layers": 2}]
+)
+def test_round_trip_gives_identical_outputs(
+    tmp_path: Path, tiny_tokenizer: Tokenizer, overrides: dict[str, object]
+) -> None:
+    model = tiny_model(tiny_tokenizer.vocab_size, seed=3, **overrides)
+    decode = DecodeConfig(beam_size=2, max_len=7, length_penalty="wu")
+    save_checkpoint(tmp_path / "m", model, tiny_tokenizer, decode=decode, metadata={"note": "x"})
+    loaded = load_checkpoint(tmp_path / "m")
+    assert loaded.model_config == model.config
+    assert loaded.decode == decode
+    assert loaded.metadata == {"note": "x"}
+    assert loaded.tokenizer.to_bytes() == tiny_tokenizer.to_bytes()
+    assert not loaded.model.training
+    with torch.inference_mode():
+        assert torch.equal(model(SRC, SRC_LEN, TGT), loaded.model(SRC, SRC_LEN, TGT))
+    if model.config.tie_embeddings:
+        assert loaded.model.decoder.generator.weight is loaded.model.embedding.weight
+
+
+def test_fingerprint_is_stable_and_tracks_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    first = load_checkpoint(tiny_checkpoint).fingerprint
+    assert load_checkpoint(tiny_checkpoint).fingerprint == first
+    other = tmp_path / "other"
+    loaded = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        loaded.model.decoder.generator.bias[5] += 1.0
+    save_checkpoint(other, loaded.model, loaded.tokenizer)
+    assert load_checkpoint(other).fingerprint != first
+
+
+def test_save_replaces_atomically_and_leaves_no_temporaries(
+    tmp_path: Path, tiny_tokenizer: Tokenizer
+) -> None:
+    target = tmp_path / "m"
+    save_checkpoint(target, tiny_model(tiny_tokenizer.vocab_size, seed=1), tiny_tokenizer)
+    save_checkpoint(target, tiny_model(tiny_tokenizer.vocab_size, seed=2), tiny_tokenizer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.model",
+    ]
+
+
+class Planted:
+    """Unpickling this writes a marker file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.model", "config.json"])
+def test_a_planted_pickle_is_refused_without_running(
+    tmp_path: Path, tiny_checkpoint: Path, name: str
+) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    marker = tmp_path / "marker"
+    (directory / name).write_bytes(pickle.dumps(Planted(marker)))
+    with pytest.raises(CheckpointError, match=name):
+        load_checkpoint(directory)
+    assert not marker.exists()
+
+
+def test_a_torch_save_file_as_weights_is_refused(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    torch.save(load_checkpoint(directory).model.state_dict(), directory / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        load_checkpoint(directory)
+
+
+def test_truncated_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    data = (directory / "model.safetensors").read_bytes()
+    (directory / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*corrupt"):
+        load_checkpoint(directory)
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "tokenizer.model"])
+def test_missing_file_is_named(tmp_path: Path, tiny_checkpoint: Path, name: str) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    (directory / name).unlink()
+    with pytest.raises(CheckpointError, match=f"{name} is missing"):
+        load_checkpoint(directory)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def edit_config(directory: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    config = json.loads((directory / "config.json").read_text())
+    edit(config)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def test_future_format_version(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    edit_config(directory, lambda c: c.update(format_version=99))
+    with pytest.raises(CheckpointError, match=r"format version 99.*upgrade s2s-summarize"):
+        load_checkpoint(directory)
+
+
+def test_shape_mismatch_names_the_tensor(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    edit_config(directory, lambda c: c["model"].update(hidden_size=32))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor .* has shape"):
+        load_checkpoint(directory)
+
+
+def test_tokenizer_of_another_vocabulary(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    other = Tokenizer.train(["alpha beta gamma delta"] * 50, vocab_size=20)
+    (directory / "tokenizer.model").write_bytes(other.to_bytes())
+    with pytest.raises(CheckpointError, match=r"tokenizer\.model has .* pieces"):
+        load_checkpoint(directory)
+
+
+def test_bad_json(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    (directory / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
+        load_checkpoint(directory)

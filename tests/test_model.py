@@ -1,0 +1,83 @@
+"""Model API: shapes, normalisation, masking, config validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s2s_model import ModelConfig, Seq2Seq
+from s2s_model.model import shift_right
+from tests.conftest import tiny_model
+
+SRC = torch.tensor([[5, 6, 7, 4], [4, 5, 0, 0]])
+SRC_LEN = torch.tensor([4, 2])
+TGT_IN = torch.tensor([[1, 5, 6], [1, 4, 4]])
+
+
+def test_the_smallest_config_builds_a_working_model() -> None:
+    model = Seq2Seq(ModelConfig(vocab_size=8, embed_dim=8, hidden_size=8, num_layers=1))
+    log_probs = model(SRC, SRC_LEN, TGT_IN)
+    assert log_probs.shape == (2, 3, 8)
+
+
+@pytest.mark.parametrize("attention", ["general", "dot", "additive"])
+@pytest.mark.parametrize("copy", [False, True])
+@pytest.mark.parametrize("coverage", [False, True])
+def test_outputs_are_normalised_log_probs(attention: str, copy: bool, coverage: bool) -> None:
+    model = tiny_model(8, attention=attention, copy=copy, coverage=coverage, num_layers=2)
+    out = model.teacher_forced(SRC, SRC_LEN, TGT_IN)
+    assert torch.allclose(out.log_probs.exp().sum(-1), torch.ones(2, 3), atol=1e-4)
+    assert out.coverage_loss.shape == (2, 3)
+    assert bool((out.coverage_loss > 0).any()) == coverage
+
+
+def test_padding_never_changes_a_document() -> None:
+    model = tiny_model(8, attention="additive", copy=True, coverage=True).eval()
+    alone = model(SRC[1:, :2], SRC_LEN[1:], TGT_IN[1:])
+    padded = model(SRC, SRC_LEN, TGT_IN)[1:]
+    assert torch.allclose(alone, padded, atol=1e-6)
+
+
+def test_decode_step_matches_teacher_forcing() -> None:
+    model = tiny_model(8, num_layers=2).eval()
+    expected = model(SRC, SRC_LEN, TGT_IN)
+    memory, state = model.encode(SRC, SRC_LEN)
+    for t in range(TGT_IN.size(1)):
+        log_probs, state = model.decode_step(TGT_IN[:, t], state, memory)
+        assert torch.allclose(log_probs, expected[:, t], atol=1e-6)
+
+
+def test_copy_puts_mass_on_source_tokens() -> None:
+    model = tiny_model(8, copy=True).eval()
+    with torch.no_grad():
+        model.decoder.copy_gate.bias.fill_(-50.0)  # p_gen ~ 0: copy only
+    log_probs = model(SRC, SRC_LEN, TGT_IN)
+    probs = log_probs.exp()
+    assert torch.allclose(probs[1, :, [4, 5]].sum(-1), torch.ones(3), atol=1e-4)
+
+
+def test_empty_source_is_refused() -> None:
+    model = tiny_model(8)
+    with pytest.raises(ValueError, match="at least one token"):
+        model.encode(SRC, torch.tensor([4, 0]))
+
+
+def test_shift_right() -> None:
+    assert shift_right(torch.tensor([[5, 6, 2, 0]])).tolist() == [[1, 5, 6, 2]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"attention": "luong"}, "attention"),
+        ({"hidden_size": 7}, "even"),
+        ({"tie_embeddings": True, "embed_dim": 4}, "tie_embeddings"),
+        ({"vocab_size": 3}, "vocab_size"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
+)
+def test_bad_configs_are_refused(fields: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {"vocab_size": 8, "embed_dim": 8, "hidden_size": 8, "num_layers": 1}
+    base.update(fields)
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**base)  # type: ignore[arg-type]

@@ -1,0 +1,310 @@
+"""Beam and greedy search: hand-computed cases, a brute-force oracle, and invariances."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from s2s_model import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    DecodeConfig,
+    DecoderState,
+    Hypothesis,
+    Memory,
+    Seq2Seq,
+    beam_search,
+    greedy_search,
+)
+from tests.conftest import tiny_model
+
+A, B = 4, 5
+VOCAB = 6
+
+
+class ScriptedModel:
+    """Next-token probabilities looked up by (step, previous token); EOS is certain otherwise."""
+
+    def __init__(self, table: dict[tuple[int, int], dict[int, float]]) -> None:
+        self.table = table
+
+    def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
+        batch = src.size(0)
+        zeros = torch.zeros(batch, 1, 1)
+        memory = Memory(zeros, zeros, torch.ones(batch, 1, dtype=torch.bool), src[:, :1])
+        step = torch.zeros(1, batch, 1)
+        return memory, DecoderState(step, step.clone(), torch.zeros(batch, 1), None)
+
+    def decode_step(
+        self, prev: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState]:
+        rows = []
+        for token, step in zip(prev.tolist(), state.h[0, :, 0].tolist(), strict=True):
+            probs = self.table.get((int(step), token), {EOS_ID: 1.0})
+            row = torch.full((VOCAB,), -math.inf)
+            for tok, p in probs.items():
+                row[tok] = math.log(p)
+            rows.append(row)
+        new = DecoderState(state.h + 1, state.c, state.input_feed, None)
+        return torch.stack(rows), new
+
+
+SCRIPT = {
+    (0, BOS_ID): {A: 0.6, B: 0.4},
+    (1, A): {A: 0.5, B: 0.4, EOS_ID: 0.1},
+    (1, B): {EOS_ID: 0.9, A: 0.05, B: 0.05},
+    (2, A): {EOS_ID: 1.0},
+    (2, B): {EOS_ID: 0.6, A: 0.4},
+}
+
+
+def run(search, config: DecodeConfig, docs: int = 1) -> list[list[Hypothesis]]:  # type: ignore[no-untyped-def]
+    src = torch.full((docs, 3), 7)
+    return search(ScriptedModel(SCRIPT), src, torch.full((docs,), 3), config)  # type: ignore[arg-type]
+
+
+def test_greedy_follows_the_most_likely_token() -> None:
+    (hyp,) = run(greedy_search, DecodeConfig(max_len=5))[0]
+    assert hyp.tokens == [A, A]
+    assert hyp.log_prob == pytest.approx(math.log(0.6 * 0.5 * 1.0), abs=1e-6)
+
+
+def test_beam_finds_the_better_short_summary() -> None:
+    # A A EOS = .30 but B EOS = .36: a beam of 2 sees it, greedy does not.
+    best, second = run(beam_search, DecodeConfig(beam_size=2, n_best=2, max_len=3))[0]
+    assert best.tokens == [B]
+    assert best.log_prob == pytest.approx(math.log(0.36), abs=1e-6)
+    assert best.score == pytest.approx(best.log_prob)
+    assert second.tokens == [A, A]
+    assert second.log_prob == pytest.approx(math.log(0.30), abs=1e-6)
+
+
+def test_average_length_penalty_prefers_the_longer_summary() -> None:
+    # avg: B -> log(.36) / 2 = -0.511, A A -> log(.30) / 3 = -0.401, A B -> log(.144) / 3.
+    config = DecodeConfig(beam_size=2, n_best=2, max_len=3, length_penalty="avg")
+    best, second = run(beam_search, config)[0]
+    assert best.tokens == [A, A]
+    assert best.score == pytest.approx(math.log(0.30) / 3, abs=1e-6)
+    assert second.tokens == [B]
+    assert second.score == pytest.approx(math.log(0.36) / 2, abs=1e-6)
+
+
+def test_wu_length_penalty_formula() -> None:
+    config = DecodeConfig(beam_size=2, max_len=3, length_penalty="wu", alpha=0.6)
+    (best,) = run(beam_search, config)[0]
+    expected = {
+        (B,): math.log(0.36) / ((5 + 2) / 6) ** 0.6,
+        (A, A): math.log(0.30) / ((5 + 3) / 6) ** 0.6,
+    }
+    assert best.score == pytest.approx(max(expected.values()), abs=1e-6)
+    assert tuple(best.tokens) == max(expected, key=lambda k: expected[k])
+
+
+def test_max_len_forces_eos_and_counts_its_log_prob() -> None:
+    (hyp,) = run(greedy_search, DecodeConfig(max_len=1))[0]
+    assert hyp.tokens == [A]
+    assert hyp.log_prob == pytest.approx(math.log(0.6 * 0.1), abs=1e-6)
+    best = run(beam_search, DecodeConfig(beam_size=2, max_len=1))[0][0]
+    assert best.tokens == [B]  # B then forced EOS (.36) beats A then forced EOS (.06)
+
+
+def test_min_len_forbids_an_early_eos() -> None:
+    best = run(beam_search, DecodeConfig(beam_size=2, min_len=2, max_len=3))[0][0]
+    assert best.tokens == [A, A]
+    assert best.log_prob == pytest.approx(math.log(0.30), abs=1e-6)
+
+
+def test_every_document_of_a_batch_gets_the_same_answer() -> None:
+    results = run(beam_search, DecodeConfig(beam_size=2, max_len=3), docs=3)
+    assert [r[0].tokens for r in results] == [[B]] * 3
+
+
+# --- a brute-force oracle on a tiny random model --------------------------------------------
+
+ORACLE_VOCAB = 7  # PAD BOS EOS UNK + 3 words
+WORDS = (4, 5, 6)
+MAX_LEN = 4
+
+
+def sequence_log_prob(model: Seq2Seq, src: Tensor, tokens: tuple[int, ...]) -> float:
+    """Sum of the model's log-probs for ``tokens`` then EOS, fed one document alone."""
+    memory, state = model.encode(src.unsqueeze(0), torch.tensor([src.numel()]))
+    total, prev = 0.0, BOS_ID
+    for token in (*tokens, EOS_ID):
+        log_probs, state = model.decode_step(torch.tensor([prev]), state, memory)
+        total += float(log_probs[0, token])
+        prev = token
+    return total
+
+
+def has_repeat(tokens: tuple[int, ...], n: int) -> bool:
+    grams = [tokens[i : i + n] for i in range(len(tokens) - n + 1)]
+    return n > 0 and len(grams) != len(set(grams))
+
+
+def oracle(
+    model: Seq2Seq, src: Tensor, config: DecodeConfig
+) -> list[tuple[tuple[int, ...], float]]:
+    scored = []
+    for length in range(config.min_len, MAX_LEN + 1):
+        for tokens in itertools.product(WORDS, repeat=length):
+            if has_repeat(tokens, config.no_repeat_ngram_size):
+                continue
+            log_prob = sequence_log_prob(model, src, tokens)
+            scored.append((tokens, log_prob / config.penalty(length + 1)))
+    return sorted(scored, key=lambda item: -item[1])
+
+
+@pytest.mark.parametrize(
+    ("penalty", "min_len", "ngram", "seed"),
+    [("none", 0, 0, 0), ("avg", 0, 0, 1), ("wu", 1, 0, 2), ("none", 2, 2, 3), ("avg", 0, 1, 4)],
+)
+def test_a_wide_beam_returns_the_exact_best_sequences(
+    penalty: str, min_len: int, ngram: int, seed: int
+) -> None:
+    model = tiny_model(ORACLE_VOCAB, seed=seed, num_layers=2, attention="additive")
+    config = DecodeConfig(
+        beam_size=128,
+        n_best=3,
+        min_len=min_len,
+        max_len=MAX_LEN,
+        length_penalty=penalty,  # type: ignore[arg-type]
+        alpha=1.0,
+        ban_unk=True,
+        no_repeat_ngram_size=ngram,
+    )
+    sources = [torch.tensor([4, 5, 6, 4, 5]), torch.tensor([6, 6])]
+    src = torch.nn.utils.rnn.pad_sequence(sources, batch_first=True, padding_value=PAD_ID)
+    with torch.inference_mode():
+        found = beam_search(model, src, torch.tensor([5, 2]), config)
+        for doc, source in enumerate(sources):
+            expected = oracle(model, source, config)[:3]
+            assert [tuple(h.tokens) for h in found[doc]] == [tokens for tokens, _ in expected]
+            for hyp, (_, score) in zip(found[doc], expected, strict=True):
+                assert hyp.score == pytest.approx(score, abs=1e-5)
+
+
+# --- invariances on random models ------------------------------------------------------------
+
+MODEL_VARIANTS = [
+    {"attention": "general"},
+    {"attention": "dot", "num_layers": 2},
+    {"attention": "additive", "copy": True, "coverage": True},
+    {"attention": "general", "copy": True, "bridge": False, "bidirectional": False},
+]
+
+
+def random_batch(seed: int, docs: int, vocab: int) -> tuple[list[Tensor], Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 25, (docs,), generator=gen)
+    sources = [torch.randint(4, vocab, (int(n),), generator=gen) for n in lengths]
+    padded = torch.nn.utils.rnn.pad_sequence(sources, batch_first=True, padding_value=PAD_ID)
+    return sources, padded, lengths
+
+
+@pytest.mark.parametrize("variant", range(len(MODEL_VARIANTS)))
+def test_beam_of_one_equals_greedy(variant: int) -> None:
+    model = tiny_model(40, seed=variant, **MODEL_VARIANTS[variant])
+    _, src, lengths = random_batch(variant, 8, 40)
+    for penalty in ("none", "avg", "wu"):
+        config = DecodeConfig(beam_size=1, max_len=12, length_penalty=penalty)  # type: ignore[arg-type]
+        with torch.inference_mode():
+            greedy = greedy_search(model, src, lengths, config)
+            beam = beam_search(model, src, lengths, config)
+        for g, b in zip(greedy, beam, strict=True):
+            assert g[0].tokens == b[0].tokens
+            assert g[0].score == pytest.approx(b[0].score, abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", range(len(MODEL_VARIANTS)))
+def test_results_do_not_depend_on_batch_mates(variant: int) -> None:
+    model = tiny_model(40, seed=10 + variant, **MODEL_VARIANTS[variant])
+    sources, src, lengths = random_batch(variant, 10, 40)
+    config = DecodeConfig(beam_size=4, n_best=2, max_len=15, length_penalty="avg")
+    with torch.inference_mode():
+        together = beam_search(model, src, lengths, config)
+        order = list(reversed(range(len(sources))))
+        shuffled_src = torch.nn.utils.rnn.pad_sequence(
+            [sources[i] for i in order], batch_first=True
+        )
+        shuffled = beam_search(model, shuffled_src, lengths[order], config)
+        for i, source in enumerate(sources):
+            alone = beam_search(model, source.unsqueeze(0), lengths[i : i + 1], config)[0]
+            again = shuffled[order.index(i)]
+            for a, t, s in zip(alone, together[i], again, strict=True):
+                assert a.tokens == t.tokens == s.tokens
+                assert a.score == pytest.approx(t.score, abs=1e-5)
+                assert a.score == pytest.approx(s.score, abs=1e-5)
+
+
+def biased_model(seed: int) -> Seq2Seq:
+    """A model that would love to emit PAD, BOS and UNK and to repeat itself."""
+    model = tiny_model(30, seed=seed)
+    with torch.no_grad():
+        model.decoder.generator.bias[[PAD_ID, BOS_ID, UNK_ID]] += 5.0
+        model.decoder.generator.bias[7] += 3.0
+    return model
+
+
+def test_forbidden_tokens_are_never_emitted() -> None:
+    model = biased_model(0)
+    _, src, lengths = random_batch(1, 6, 30)
+    config = DecodeConfig(beam_size=3, n_best=3, max_len=10, ban_unk=True)
+    with torch.inference_mode():
+        for search in (beam_search, greedy_search):
+            for hyps in search(model, src, lengths, config):
+                for hyp in hyps:
+                    assert not {PAD_ID, BOS_ID, UNK_ID, EOS_ID} & set(hyp.tokens)
+        unbanned = beam_search(model, src, lengths, DecodeConfig(beam_size=3, max_len=10))
+    assert any(UNK_ID in h[0].tokens for h in unbanned)  # the bias works: banning mattered
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_blocking(n: int) -> None:
+    model = biased_model(1)
+    _, src, lengths = random_batch(2, 6, 30)
+    with torch.inference_mode():
+        free = beam_search(model, src, lengths, DecodeConfig(beam_size=3, min_len=8, max_len=8))
+        blocked = beam_search(
+            model,
+            src,
+            lengths,
+            DecodeConfig(beam_size=3, n_best=3, min_len=8, max_len=8, no_repeat_ngram_size=n),
+        )
+    assert any(has_repeat(tuple(h[0].tokens), n) for h in free)
+    for hyps in blocked:
+        for hyp in hyps:
+            assert not has_repeat(tuple(hyp.tokens), n)
+
+
+def test_lengths_scores_and_log_probs_are_consistent() -> None:
+    model = tiny_model(30, seed=5, copy=True)
+    sources, src, lengths = random_batch(3, 8, 30)
+    config = DecodeConfig(
+        beam_size=4,
+        n_best=4,
+        min_len=2,
+        max_len=20,
+        max_len_a=0.5,
+        max_len_b=2,
+        length_penalty="wu",
+        alpha=0.7,
+    )
+    with torch.inference_mode():
+        results = beam_search(model, src, lengths, config)
+        for source, hyps in zip(sources, results, strict=True):
+            cap = min(20, math.floor(0.5 * source.numel() + 2))
+            assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+            for hyp in hyps:
+                assert min(2, cap) <= len(hyp.tokens) <= cap
+                assert hyp.score == pytest.approx(
+                    hyp.log_prob / config.penalty(len(hyp.tokens) + 1)
+                )
+                exact = sequence_log_prob(model, source, tuple(hyp.tokens))
+                assert hyp.log_prob == pytest.approx(exact, abs=1e-4)

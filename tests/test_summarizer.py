@@ -1,0 +1,98 @@
+"""The Summarizer facade: order, batching, truncation, errors, threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from s2s_model import DecodeConfig, Summarizer, load_checkpoint
+from tests.conftest import make_texts
+
+DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
+
+
+@pytest.fixture(scope="module")
+def summarizer(tiny_checkpoint: Path) -> Summarizer:
+    return Summarizer.load(tiny_checkpoint, max_src_tokens=30, max_batch_tokens=120)
+
+
+def test_same_order_as_input_and_same_as_one_by_one(summarizer: Summarizer) -> None:
+    texts = make_texts(12, seed=4, min_words=1, max_words=30)
+    together = summarizer.summarize(texts, DECODE)
+    alone = [summarizer.summarize([t], DECODE)[0] for t in texts]
+    assert [s.tokens for s in together] == [s.tokens for s in alone]
+    assert [s.src_tokens for s in together] == [summarizer.count_tokens(t) for t in texts]
+    for s in together:
+        assert s.text == summarizer.tokenizer.decode(s.tokens)
+        assert len(s.n_best) == 2 and s.n_best[0] == (s.text, s.score)
+
+
+def test_token_budget_does_not_change_results(tiny_checkpoint: Path) -> None:
+    texts = make_texts(10, seed=5)
+    small = Summarizer.load(tiny_checkpoint, max_batch_tokens=1).summarize(texts, DECODE)
+    large = Summarizer.load(tiny_checkpoint, max_batch_tokens=100_000).summarize(texts, DECODE)
+    assert [s.tokens for s in small] == [s.tokens for s in large]
+    for a, b in zip(small, large, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_batches_respect_the_token_budget(summarizer: Summarizer) -> None:
+    encoded = [summarizer._encode(i, t) for i, t in enumerate(make_texts(40, seed=6))]
+    batches = summarizer._batches(encoded)
+    assert sorted(e.index for b in batches for e in b) == list(range(40))
+    for batch in batches:
+        longest = max(len(e.ids) for e in batch)
+        assert len(batch) == 1 or longest * len(batch) <= summarizer.max_batch_tokens
+
+
+def test_long_documents_are_truncated_and_flagged(summarizer: Summarizer) -> None:
+    long_text = " ".join(make_texts(20, seed=7))
+    short = summarizer.summarize(["server client."], DECODE)[0]
+    cut = summarizer.summarize([long_text], DECODE)[0]
+    assert cut.truncated and cut.src_tokens == summarizer.max_src_tokens
+    assert not short.truncated and short.src_tokens < summarizer.max_src_tokens
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t "])
+def test_blank_text_is_refused_with_its_index(summarizer: Summarizer, bad: str) -> None:
+    with pytest.raises(ValueError, match="text 1 is blank"):
+        summarizer.summarize(["fine text.", bad], DECODE)
+
+
+def test_default_decode_and_fingerprint_come_from_the_checkpoint(tiny_checkpoint: Path) -> None:
+    s = Summarizer.load(tiny_checkpoint)
+    assert s.decode == load_checkpoint(tiny_checkpoint).decode
+    assert s.fingerprint == load_checkpoint(tiny_checkpoint).fingerprint
+
+
+def test_concurrent_calls_from_threads(summarizer: Summarizer) -> None:
+    texts = make_texts(16, seed=8)
+    expected = [s.tokens for s in summarizer.summarize(texts, DECODE)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda _: summarizer.summarize(texts, DECODE), range(4)))
+    for run in runs:
+        assert [s.tokens for s in run] == expected
+
+
+def test_greedy_path(summarizer: Summarizer) -> None:
+    texts = make_texts(3, seed=9)
+    out = summarizer.summarize(texts, DecodeConfig(beam_size=1, max_len=5))
+    assert all(len(s.tokens) <= 5 and len(s.n_best) == 1 for s in out)
+
+
+def test_bad_device_and_threads(tiny_checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="device"):
+        Summarizer.load(tiny_checkpoint, device="tpu")
+    with pytest.raises(ValueError, match="threads"):
+        Summarizer.load(tiny_checkpoint, threads=0)
+
+
+def test_cuda_falls_back_to_cpu_with_a_warning(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    s = Summarizer.load(tiny_checkpoint, device="cuda")
+    assert s.device == "cpu"
+    assert "no CUDA device" in caplog.text
