@@ -1,0 +1,196 @@
+"""Seq2SeqModelHandler: RunInference's bridge to ``s2s_model.Summarizer``.
+
+Cheap to pickle: ``__init__`` keeps paths and settings; ``load_model`` does the heavy work once
+per worker process (Beam shares the loaded model between the process's threads).
+
+Batching. RunInference hands us windows of up to ``batch_window`` documents (plain
+``BatchElements`` with a fixed size, so memory per worker stays bounded). Each window is sorted
+longest first and cut into model batches whose padded size (documents x longest source) stays
+within ``max_batch_tokens``, the same rule the Summarizer applies, so each call below is one
+tensor batch and the padding we report is the padding the model sees. We do not use
+``SortAndBatchElements``: it buffers a whole bundle (a whole shard here) before emitting anything.
+
+Failures. RunInference's own exception handling fails a whole batch; instead a failing batch is
+split in halves and retried, down to single documents, so only the document that really fails
+becomes an ``InferenceFailure`` (and then a dead letter), and an out-of-memory batch is retried
+in smaller pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipeline.dead_letters import METRICS_NAMESPACE
+from pipeline.options import (
+    DEFAULT_BATCH_WINDOW,
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_SRC_TOKENS,
+    DEVICES,
+)
+from pipeline.sources import Document
+from s2s_model import DecodeConfig, Summarizer, Summary
+
+logger = logging.getLogger(__name__)
+
+LOCAL_SCHEMES = (None, "", "file")
+# Thread settings read by OpenMP / MKL when their pools start: they must reach the worker
+# process before torch's first parallel op, which is what ModelHandler(env_vars=...) is for.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class InferenceFailure:
+    """The model failed on this document alone; ``detail`` says how."""
+
+    detail: str
+
+
+def token_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped longest first, each group's padded size within budget.
+
+    Padded size = documents x longest; a document longer than the budget gets a batch alone.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        if current and lengths[current[0]] * (len(current) + 1) <= max_batch_tokens:
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def padding_efficiency(lengths: Sequence[int]) -> float:
+    """Real tokens / padded tokens of one batch (1.0: no padding)."""
+    if not lengths:
+        return 1.0
+    return sum(lengths) / (len(lengths) * max(lengths))
+
+
+def local_checkpoint(path: str) -> str:
+    """``path`` itself when local; else a local copy made through Beam's FileSystems."""
+    if FileSystems.get_scheme(path) in LOCAL_SCHEMES:
+        return path
+    target = tempfile.mkdtemp(prefix="s2s-model-")
+    pattern = FileSystems.join(path, "*")
+    for metadata in FileSystems.match([pattern])[0].metadata_list:
+        name = metadata.path.rstrip("/").rsplit("/", 1)[-1]
+        with FileSystems.open(metadata.path) as source, open(f"{target}/{name}", "wb") as dest:
+            while chunk := source.read(1 << 20):
+                dest.write(chunk)
+    logger.info("copied model %s to %s", path, target)
+    return target
+
+
+class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
+    """Documents -> PredictionResult(example=Document, inference=Summary | InferenceFailure,
+    model_id=the model's fingerprint)."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        decode: DecodeConfig | None = None,
+        device: str = "auto",
+        threads: int = 1,
+        max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_window: int = DEFAULT_BATCH_WINDOW,
+    ) -> None:
+        if device not in DEVICES:
+            raise ValueError(f"device={device!r}: choose one of {DEVICES}")
+        for name, value in (
+            ("threads", threads),
+            ("max_src_tokens", max_src_tokens),
+            ("max_batch_tokens", max_batch_tokens),
+            ("batch_window", batch_window),
+        ):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be at least 1")
+        super().__init__(
+            min_batch_size=batch_window,
+            max_batch_size=batch_window,
+            env_vars={name: str(threads) for name in THREAD_ENV_VARS},
+        )
+        self._model_path = model_path
+        self._decode = decode
+        self._device = device
+        self._threads = threads
+        self._max_src_tokens = max_src_tokens
+        self._max_batch_tokens = max_batch_tokens
+
+    def load_model(self) -> Summarizer:
+        path = None if self._model_path is None else local_checkpoint(self._model_path)
+        summarizer = Summarizer.load(
+            path,
+            device=self._device,
+            threads=self._threads,
+            max_src_tokens=self._max_src_tokens,
+            max_batch_tokens=self._max_batch_tokens,
+        )
+        logger.info(
+            "loaded model %s (%s) on %s with %d torch thread(s)",
+            self._model_path or "bundled",
+            summarizer.fingerprint,
+            summarizer.device,
+            self._threads,
+        )
+        return summarizer
+
+    def run_inference(
+        self,
+        batch: Sequence[Document],
+        model: Summarizer,
+        inference_args: Mapping[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        docs = list(batch)
+        lengths = [model.count_tokens(doc.text) for doc in docs]
+        for indices in token_batches(lengths, self._max_batch_tokens):
+            chunk = [docs[i] for i in indices]
+            outcomes = self._timed_summarize(chunk, [lengths[i] for i in indices], model)
+            for doc, outcome in zip(chunk, outcomes, strict=True):
+                yield PredictionResult(doc, outcome, model.fingerprint)
+
+    def _timed_summarize(
+        self, docs: list[Document], lengths: list[int], model: Summarizer
+    ) -> list[Summary | InferenceFailure]:
+        start = time.perf_counter()
+        outcomes = self._summarize(docs, model)
+        latency_ms = int((time.perf_counter() - start) * 1000)
+        Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms").update(latency_ms)
+        Metrics.distribution(METRICS_NAMESPACE, "batch_documents").update(len(docs))
+        Metrics.distribution(METRICS_NAMESPACE, "padding_efficiency_pct").update(
+            round(100 * padding_efficiency(lengths))
+        )
+        Metrics.counter(METRICS_NAMESPACE, "tokens_in").inc(sum(lengths))
+        Metrics.counter(METRICS_NAMESPACE, "padded_tokens_in").inc(len(docs) * max(lengths))
+        return outcomes
+
+    def _summarize(
+        self, docs: list[Document], model: Summarizer
+    ) -> list[Summary | InferenceFailure]:
+        try:
+            return list(model.summarize([doc.text for doc in docs], self._decode))
+        except Exception as err:  # the model's failure becomes data, never a failed bundle
+            if len(docs) == 1:
+                logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
+                return [InferenceFailure(f"{type(err).__name__}: {err}")]
+            Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
+            half = len(docs) // 2
+            return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)
+
+    def get_num_bytes(self, batch: Sequence[Document]) -> int:
+        return sum(len(doc.text) for doc in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return f"{METRICS_NAMESPACE}_inference"

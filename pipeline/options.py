@@ -1,0 +1,278 @@
+"""SummarizeOptions: every flag of the summarize pipeline, defined once, with help.
+
+The decode flags are generated from ``DecodeConfig``'s fields (their help text included), so the
+pipeline and the model can never disagree on names or meaning. Every decode flag defaults to
+``None``: "use the decode settings saved with the model".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+from s2s_model import DecodeConfig
+
+INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
+DEVICES = ("auto", "cpu", "cuda")
+PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
+DEFAULT_MAX_DOC_CHARS = 100_000
+DEFAULT_MAX_SRC_TOKENS = 400
+DEFAULT_MAX_BATCH_TOKENS = 6000
+DEFAULT_BATCH_WINDOW = 512
+DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
+# An unknown flag this close to one of ours is a typo, not a runner-specific pass-through flag.
+TYPO_CUTOFF = 0.8
+
+
+class OptionsError(ValueError):
+    """A bad command-line flag or value; the message is one line for the user."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
+    return value
+
+
+# Parsed once: the field types of DecodeConfig are strings under `from __future__ import
+# annotations`; get_type_hints turns them (Literal choices included) back into types.
+_DECODE_HINTS = typing.get_type_hints(DecodeConfig)
+
+
+def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
+    for field in dataclasses.fields(DecodeConfig):
+        hint = _DECODE_HINTS[field.name]
+        help_text = f"{field.metadata['help']} (default: the model's, else {field.default!r})"
+        flag = f"--{field.name}"
+        if hint is bool:
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=help_text,
+            )
+            parser.add_argument(
+                f"--no_{field.name}",
+                dest=field.name,
+                action="store_const",
+                const=False,
+                help=f"turn {flag} off",
+            )
+        elif typing.get_origin(hint) is typing.Literal:
+            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=hint, default=None, help=help_text)
+
+
+class SummarizeOptions(PipelineOptions):
+    """Flags of the summarize pipeline. Beam's own flags (``--runner``, ...) pass through."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("input")
+        group.add_argument(
+            "--input",
+            action="append",
+            help="file glob to summarize; repeatable; local paths or any Beam filesystem"
+            " (gs://, s3://, ...); .gz and .bz2 are decompressed",
+        )
+        group.add_argument(
+            "--input_format",
+            choices=INPUT_FORMATS,
+            default="auto",
+            help="'lines': a document per line; 'file': a document per file; 'jsonl'; 'parquet';"
+            " 'auto': by extension (.jsonl/.ndjson, .parquet, anything else is lines)",
+        )
+        group.add_argument(
+            "--text_field", default="text", help="field holding the text (jsonl, parquet)"
+        )
+        group.add_argument(
+            "--id_field",
+            default=None,
+            help="field holding a document id (jsonl, parquet); without it, or where a record"
+            " lacks it, the id is '<shard>:<line>'",
+        )
+        group.add_argument(
+            "--max_doc_chars",
+            type=_positive_int,
+            default=DEFAULT_MAX_DOC_CHARS,
+            help="documents are cut to this many characters while reading (flagged truncated),"
+            " which bounds memory on huge lines",
+        )
+        group = parser.add_argument_group("output")
+        group.add_argument(
+            "--output",
+            help="output directory: summaries/*.parquet, dead_letter/*.parquet, _SUCCESS.json",
+        )
+        group.add_argument(
+            "--overwrite",
+            action="store_true",
+            default=False,
+            help="replace a finished run's output (a directory holding _SUCCESS.json)",
+        )
+        group.add_argument(
+            "--output_shards",
+            type=_non_negative_int,
+            default=0,
+            help="number of summary Parquet files; 0 lets the runner decide",
+        )
+        group.add_argument(
+            "--parquet_codec",
+            choices=PARQUET_CODECS,
+            default="zstd",
+            help="Parquet compression codec",
+        )
+        group.add_argument(
+            "--max_dead_letter_fraction",
+            type=_fraction,
+            default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
+            help="fail the run (no _SUCCESS.json) when more than this fraction of the records"
+            " read became dead letters",
+        )
+        group = parser.add_argument_group("model")
+        group.add_argument(
+            "--model",
+            default=None,
+            help="checkpoint directory (local or any Beam filesystem); default: the bundled model",
+        )
+        group.add_argument(
+            "--device",
+            choices=DEVICES,
+            default="auto",
+            help="'auto' uses CUDA where a worker has it; 'cuda' without one warns and uses"
+            " the CPU",
+        )
+        group.add_argument(
+            "--torch_threads",
+            type=_positive_int,
+            default=1,
+            help="torch threads per worker process; one per process measured fastest on CPU",
+        )
+        group.add_argument(
+            "--max_src_tokens",
+            type=_positive_int,
+            default=DEFAULT_MAX_SRC_TOKENS,
+            help="source tokens read per document; longer ones are truncated (flagged)",
+        )
+        group.add_argument(
+            "--max_batch_tokens",
+            type=_positive_int,
+            default=DEFAULT_MAX_BATCH_TOKENS,
+            help="token budget of one model batch: documents x longest source",
+        )
+        group.add_argument(
+            "--batch_window",
+            type=_positive_int,
+            default=DEFAULT_BATCH_WINDOW,
+            help="documents a worker buffers, sorts by length and cuts into batches; larger"
+            " windows pad less and hold more in memory",
+        )
+        _add_decode_flags(parser.add_argument_group("decoding"))
+        parser.add_argument(
+            "--progress_dir",
+            default=None,
+            help="local directory where workers report documents done (set by the CLI on"
+            " local runs)",
+        )
+
+    def decode_overrides(self) -> dict[str, Any]:
+        """The decode flags given on the command line (those left at None are not)."""
+        names = [field.name for field in dataclasses.fields(DecodeConfig)]
+        values = self.get_all_options()
+        return {name: values[name] for name in names if values.get(name) is not None}
+
+
+class _StrictParser(_BeamArgumentParser):
+    """Beam's parser, raising instead of printing usage and exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise OptionsError(message)
+
+
+def _all_flags_parser() -> _StrictParser:
+    # Mirrors PipelineOptions.get_all_options: every direct subclass contributes its flags.
+    parser = _StrictParser(allow_abbrev=False)
+    seen: dict[str, type[PipelineOptions]] = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _our_flags() -> list[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    SummarizeOptions._add_argparse_args(parser)
+    return [opt for action in parser._actions for opt in action.option_strings]
+
+
+def parse_options(argv: Sequence[str]) -> SummarizeOptions:
+    """Check every flag now (types, choices, typos of ours) and return the options.
+
+    Raises ``OptionsError`` with a one-line message instead of argparse's usage-and-exit. Flags
+    that no Beam options class knows and that are not near-misses of ours pass through to the
+    runner (Flink and Spark job servers read some of their own).
+    """
+    argv = list(argv)
+    _, unknown = _all_flags_parser().parse_known_args(argv)
+    ours = _our_flags()
+    for token in unknown:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        close = difflib.get_close_matches(name, ours, n=1, cutoff=TYPO_CUTOFF)
+        if close:
+            raise OptionsError(f"unknown flag {name}: did you mean {close[0]}?")
+    return SummarizeOptions(argv)
+
+
+def inputs_as_flags(tokens: Sequence[str]) -> list[str]:
+    """Command-line tokens with every positional argument turned into ``--input PATTERN``.
+
+    Known flags take their value from the next token as argparse would; a flag unknown to every
+    Beam options class must be written ``--flag=value`` (without ``=`` it is a switch).
+    """
+    actions = _all_flags_parser()._option_string_actions
+    argv: list[str] = []
+    inputs: list[str] = []
+    pending = list(tokens)
+    while pending:
+        token = pending.pop(0)
+        if not token.startswith("-") or token == "-":
+            inputs += ["--input", token]
+            continue
+        argv.append(token)
+        action = actions.get(token)
+        if action is not None and action.nargs != 0 and pending:
+            argv.append(pending.pop(0))
+    return inputs + argv
+
+
+def format_flags_help() -> str:
+    """The summarize flags as argparse formats them, for ``s2s summarize --help``."""
+    parser = argparse.ArgumentParser(prog="s2s summarize", add_help=False, usage=argparse.SUPPRESS)
+    SummarizeOptions._add_argparse_args(parser)
+    return parser.format_help()

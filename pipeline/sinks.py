@@ -1,0 +1,154 @@
+"""WriteSummaries / WriteDeadLetters: Parquet, with the one schema of each defined here.
+
+Layout of an output directory::
+
+    <output>/summaries/part-SSSSS-of-NNNNN.parquet    one row per summarized document
+    <output>/dead_letter/part-SSSSS-of-NNNNN.parquet  one row per record that was not
+    <output>/_SUCCESS.json                            written last, by run.py
+
+Beam writes each file under a temporary name and renames it when the bundle that wrote it has
+committed, so a retried bundle leaves no duplicate rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.parquetio import WriteToParquet
+
+from pipeline.dead_letters import DeadLetter, count_dead_letter
+
+SUMMARIES_DIR = "summaries"
+DEAD_LETTER_DIR = "dead_letter"
+SUCCESS_FILE = "_SUCCESS.json"
+FILE_PREFIX = "part"
+FILE_SUFFIX = ".parquet"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+N_BEST_TYPE = pa.list_(pa.struct([("summary", pa.string()), ("score", pa.float64())]))
+
+SUMMARY_FIELDS = (
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("summary", pa.string(), nullable=False),
+    pa.field("score", pa.float64(), nullable=False),
+    pa.field("src_tokens", pa.int32(), nullable=False),
+    pa.field("summary_tokens", pa.int32(), nullable=False),
+    # Cut to --max_doc_chars while reading or to --max_src_tokens before the model.
+    pa.field("truncated", pa.bool_(), nullable=False),
+    # Bytes that were not UTF-8 were decoded as U+FFFD.
+    pa.field("replaced_invalid_utf8", pa.bool_(), nullable=False),
+    pa.field("model_id", pa.string(), nullable=False),
+)
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("raw", pa.string(), nullable=False),
+    ]
+)
+
+
+def summary_schema(*, with_n_best: bool) -> pa.Schema:
+    """The summaries' schema; ``n_best`` (summary, score) lists only when n_best > 1."""
+    fields = list(SUMMARY_FIELDS)
+    if with_n_best:
+        fields.append(pa.field("n_best", N_BEST_TYPE, nullable=False))
+    return pa.schema(fields)
+
+
+def summaries_dir(output: str) -> str:
+    return FileSystems.join(output, SUMMARIES_DIR)
+
+
+def dead_letter_dir(output: str) -> str:
+    return FileSystems.join(output, DEAD_LETTER_DIR)
+
+
+def success_path(output: str) -> str:
+    return FileSystems.join(output, SUCCESS_FILE)
+
+
+def output_files(directory: str) -> list[str]:
+    """The finished Parquet files in ``directory`` (Beam's temporary files excluded)."""
+    pattern = FileSystems.join(directory, f"{FILE_PREFIX}-*{FILE_SUFFIX}")
+    # Beam's '*' stops at '/': files in Beam's temporary subdirectories do not match.
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def count_rows(paths: Iterable[str]) -> int:
+    """Rows in Parquet files, from their footers alone."""
+    total = 0
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+def dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
+    """The Parquet row of a dead letter, counted by reason on the way."""
+    count_dead_letter(letter.reason)
+    return letter._asdict()
+
+
+class _WriteParquet(beam.PTransform):
+    def __init__(self, directory: str, schema: pa.Schema, *, num_shards: int, codec: str) -> None:
+        super().__init__()
+        self._directory = directory
+        self._schema = schema
+        self._num_shards = num_shards
+        self._codec = codec
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return rows | "WriteParquet" >> WriteToParquet(
+            FileSystems.join(self._directory, FILE_PREFIX),
+            self._schema,
+            codec=self._codec,
+            file_name_suffix=FILE_SUFFIX,
+            num_shards=self._num_shards,
+            shard_name_template=SHARD_TEMPLATE,
+        )
+
+
+class WriteSummaries(_WriteParquet):
+    """Summary rows (dicts matching ``summary_schema``) -> ``<output>/summaries/``."""
+
+    def __init__(
+        self, output: str, *, with_n_best: bool, num_shards: int = 0, codec: str = "zstd"
+    ) -> None:
+        super().__init__(
+            summaries_dir(output),
+            summary_schema(with_n_best=with_n_best),
+            num_shards=num_shards,
+            codec=codec,
+        )
+
+
+class WriteDeadLetters(beam.PTransform):
+    """DeadLetters -> ``<output>/dead_letter/``."""
+
+    def __init__(self, output: str, *, codec: str = "zstd") -> None:
+        super().__init__()
+        self._output = output
+        self._codec = codec
+
+    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+        return (
+            letters
+            | "ToRows" >> beam.Map(dead_letter_row)
+            | "Write"
+            >> _WriteParquet(
+                dead_letter_dir(self._output),
+                DEAD_LETTER_SCHEMA,
+                num_shards=0,
+                codec=self._codec,
+            )
+        )
