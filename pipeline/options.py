@@ -194,8 +194,9 @@ class SummarizeOptions(PipelineOptions):
         parser.add_argument(
             "--progress_dir",
             default=None,
-            help="local directory where workers report documents done (set by the CLI on"
-            " local runs)",
+            # Internal: a local directory where workers report documents done; run() sets it
+            # for local runs when someone (the CLI) watches progress.
+            help=argparse.SUPPRESS,
         )
 
     def decode_overrides(self) -> dict[str, Any]:

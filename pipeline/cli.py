@@ -1,0 +1,204 @@
+"""The ``s2s`` command line: a thin, typed layer over pipeline.run and friends.
+
+Heavy imports (Beam, torch, pyarrow) happen inside the commands, so ``s2s --help`` is instant.
+Errors from the library become ``click.ClickException``: one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+
+# Third-party libraries log import-time chatter on the root logger (Beam: "apitools not
+# found"); ours log on named loggers. Root records below ERROR are shown with -v only.
+ROOT_LOGGER = "root"
+PROGRESS_EVERY_S = 10.0
+SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "truncated")
+DEAD_LETTER_COLUMNS = ("doc_id", "reason", "detail", "raw")
+
+
+class PreflightFailed(click.ClickException):
+    """A problem found before any work (exit code 2, like a usage error)."""
+
+    exit_code = 2
+
+
+class _QuietRoot(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != ROOT_LOGGER or record.levelno >= logging.ERROR
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if verbose == 0:
+        handler.addFilter(_QuietRoot())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Our own progress and accounting messages are worth seeing by default.
+    logging.getLogger("pipeline").setLevel(min(level, logging.INFO))
+
+
+class ProgressLine:
+    """Prints "N documents done, R docs/s" to stderr: in place on a terminal, else every
+    PROGRESS_EVERY_S seconds."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._printed_at = 0.0
+        self._shown = False
+
+    def __call__(self, done: int, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = f"{done:,} documents done, {rate:,.1f} docs/s"
+        if self._tty:
+            click.echo(f"\r{text}   ", nl=False, err=True)
+            self._shown = True
+        elif done and time.monotonic() - self._printed_at >= PROGRESS_EVERY_S:
+            click.echo(text, err=True)
+            self._printed_at = time.monotonic()
+
+    def close(self) -> None:
+        if self._shown:
+            click.echo("", err=True)
+
+
+# Commands owned elsewhere, imported only when used: name -> "module:attribute".
+LAZY_COMMANDS = {
+    "train": "pipeline.train_commands:train",
+    "evaluate": "pipeline.train_commands:evaluate",
+    "corpus": "pipeline.train_commands:corpus",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose LAZY_COMMANDS are imported on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [name for name, target in LAZY_COMMANDS.items() if _module_exists(target)]
+        return sorted({*super().list_commands(ctx), *lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = LAZY_COMMANDS[cmd_name].split(":")
+        if not _module_exists(LAZY_COMMANDS[cmd_name]):
+            return None
+        command = getattr(importlib.import_module(module_name), attribute, None)
+        return command if isinstance(command, click.Command) else None
+
+
+def _module_exists(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+@click.group(
+    cls=LazyGroup,
+    help="Summarize corpora with an LSTM seq2seq model, locally or on any Beam runner.",
+)
+@click.version_option(package_name="s2s-summarize")
+@click.option("-v", "--verbose", count=True, help="more logging: -v info, -vv debug")
+def main(verbose: int) -> None:
+    configure_logging(verbose)
+
+
+class _SummarizeCommand(click.Command):
+    """Shows the pipeline's flags (defined once, in pipeline/options.py) in --help."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from pipeline.options import format_flags_help
+
+        super().format_options(ctx, formatter)
+        with formatter.section("Pipeline flags (any Beam flag passes through: --runner, ...)"):
+            formatter.write(format_flags_help())
+
+
+SUMMARIZE_HELP = """Summarize every document in INPUT... (file globs) into Parquet.
+
+\b
+  s2s summarize 'corpus/*.txt.gz' --output out/
+  s2s summarize data.jsonl --text_field body --id_field id --output out/ --beam_size 5
+  s2s summarize 'gs://bucket/shards/*' --output gs://bucket/out --runner DataflowRunner ...
+
+Writes out/summaries/*.parquet, out/dead_letter/*.parquet and, last, out/_SUCCESS.json.
+Runs on the local FnApiRunner unless --runner says otherwise; --direct_num_workers N
+--direct_running_mode multi_processing uses N local processes. Flags that Beam does not
+know must be written --flag=value.
+"""
+
+
+@main.command(
+    cls=_SummarizeCommand,
+    help=SUMMARIZE_HELP,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="INPUT... --output DIR")
+def summarize(args: tuple[str, ...]) -> None:
+    from pipeline.options import inputs_as_flags
+    from pipeline.run import PreflightError, RunFailed, run
+
+    progress = ProgressLine()
+    try:
+        report = run(inputs_as_flags(args), on_progress=progress)
+    except PreflightError as err:
+        raise PreflightFailed(str(err)) from None
+    except RunFailed as err:
+        raise click.ClickException(f"run failed: {err}") from None
+    finally:
+        progress.close()
+    rate = report.read / report.seconds if report.seconds else 0.0
+    click.echo(
+        f"{report.read:,} records: {report.summarized:,} summarized,"
+        f" {report.dead_lettered:,} dead letters, in {report.seconds:.1f} s ({rate:,.1f} docs/s)"
+        f" -> {report.output} (s2s show {report.output})"
+    )
+
+
+@main.command()
+@click.argument("output", metavar="DIR")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True, help="rows")
+@click.option("--dead-letters", is_flag=True, help="show the dead letters instead")
+@click.option("--width", type=click.IntRange(min=20), default=60, show_default=True,
+              help="characters per text column")  # fmt: skip
+def show(output: str, limit: int, dead_letters: bool, width: int) -> None:
+    """Print a run's summaries (or dead letters) from DIR as a table, with its counts."""
+    from pipeline.show import OutputNotFound, read_rows, run_summary
+
+    columns = DEAD_LETTER_COLUMNS if dead_letters else SHOW_COLUMNS
+    try:
+        rows = read_rows(output, dead_letters=dead_letters, limit=limit, columns=columns)
+        header = run_summary(output)
+    except OutputNotFound as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(header)
+    click.echo(format_table(rows, columns, width))
+
+
+def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int) -> str:
+    """A plain-text table; long cells are cut to ``width`` characters with an ellipsis."""
+
+    def cell(value: Any) -> str:
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        text = " ".join(text.split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def summarize_main() -> None:
+    """``python -m pipeline FLAGS``: the summarize command alone, for every runner."""
+    configure_logging(0)
+    summarize.main(prog_name="python -m pipeline")
