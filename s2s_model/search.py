@@ -42,30 +42,32 @@ class Hypothesis:
 
 
 def constrain(log_probs: Tensor, history: Tensor, max_lens: Tensor, config: DecodeConfig) -> Tensor:
-    """Apply the decoding rules to one step's log-probabilities.
+    """Apply the decoding rules to one step's log-probabilities, in place.
 
     Args:
-        log_probs: (N, V) the model's log-probabilities for the next token.
+        log_probs: (N, V) the model's log-probabilities for the next token (overwritten).
         history: (N, t) tokens emitted so far (no BOS).
         max_lens: (N,) maximum tokens (EOS excluded) for each row's document.
 
     Returns:
-        (N, V) log-probabilities with forbidden tokens at -inf. A row whose every token is
-        forbidden gets EOS back, so no hypothesis is left without a way to end.
+        ``log_probs`` with forbidden tokens at -inf. A row whose every token is forbidden gets
+        EOS back, so no hypothesis is left without a way to end.
     """
     step = history.size(1)
-    out = log_probs.clone()
+    eos = log_probs[:, EOS_ID].clone()  # (N,)
     banned = [PAD_ID, BOS_ID] + ([UNK_ID] if config.ban_unk else [])
-    out[:, banned] = NEG_INF
+    log_probs[:, banned] = NEG_INF
     if step < config.min_len:
-        out[:, EOS_ID] = NEG_INF
+        log_probs[:, EOS_ID] = NEG_INF
+    reopen = max_lens <= step  # (N,) rows at their maximum length: EOS is forced
     if config.no_repeat_ngram_size:
-        out = _ban_repeated_ngrams(out, history, config.no_repeat_ngram_size)
-    forced = max_lens <= step  # (N,)
-    out[forced] = NEG_INF
-    reopen = forced | torch.isinf(out).all(dim=-1)
-    out[reopen, EOS_ID] = log_probs[reopen, EOS_ID]
-    return out
+        log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size)
+        # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
+        reopen = reopen | torch.isinf(log_probs).all(dim=-1)
+    if bool(reopen.any()):
+        log_probs[reopen] = NEG_INF
+        log_probs[reopen, EOS_ID] = eos[reopen]
+    return log_probs
 
 
 def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
@@ -82,6 +84,7 @@ def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
     return extended.scatter(1, banned, NEG_INF)[:, :vocab]
 
 
+@torch.inference_mode()
 def greedy_search(
     model: Seq2Seq, src: Tensor, src_len: Tensor, config: DecodeConfig
 ) -> list[list[Hypothesis]]:
@@ -134,6 +137,7 @@ class _Active:
         )
 
 
+@torch.inference_mode()
 def beam_search(
     model: Seq2Seq, src: Tensor, src_len: Tensor, config: DecodeConfig
 ) -> list[list[Hypothesis]]:
