@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from pipeline import dead_letters as dl
 from pipeline.dead_letters import METRICS_NAMESPACE
 from pipeline.options import (
     DEFAULT_BATCH_WINDOW,
@@ -49,9 +50,17 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 @dataclass(frozen=True)
 class InferenceFailure:
-    """The model failed on this document alone; ``detail`` says how."""
+    """No summary for this document: ``reason`` is a dead-letter reason code."""
 
+    reason: str
     detail: str
+
+
+NO_TOKENS = InferenceFailure(
+    dl.EMPTY_DOCUMENT,
+    "no tokens the model can read (only control, zero-width or other characters that the"
+    " tokenizer drops)",
+)
 
 
 def token_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -155,6 +164,12 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
     ) -> Iterable[PredictionResult]:
         docs = list(batch)
         lengths = [model.count_tokens(doc.text) for doc in docs]
+        for doc, length in zip(docs, lengths, strict=True):
+            if not length:
+                yield PredictionResult(doc, NO_TOKENS, model.fingerprint)
+        readable = [i for i, length in enumerate(lengths) if length]
+        docs = [docs[i] for i in readable]
+        lengths = [lengths[i] for i in readable]
         for indices in token_batches(lengths, self._max_batch_tokens):
             chunk = [docs[i] for i in indices]
             outcomes = self._timed_summarize(chunk, [lengths[i] for i in indices], model)
@@ -184,7 +199,7 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
         except Exception as err:  # the model's failure becomes data, never a failed bundle
             if len(docs) == 1:
                 logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
-                return [InferenceFailure(f"{type(err).__name__}: {err}")]
+                return [InferenceFailure(dl.INFERENCE_ERROR, f"{type(err).__name__}: {err}")]
             Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
             half = len(docs) // 2
             return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)

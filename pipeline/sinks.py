@@ -29,6 +29,8 @@ SUCCESS_FILE = "_SUCCESS.json"
 FILE_PREFIX = "part"
 FILE_SUFFIX = ".parquet"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+# Rows a writer buffers before writing a row group (Beam's default is 64 MiB per open file).
+ROW_GROUP_BYTES = 8 * 1024 * 1024
 
 N_BEST_TYPE = pa.list_(pa.struct([("summary", pa.string()), ("score", pa.float64())]))
 
@@ -115,6 +117,7 @@ class _WriteParquet(beam.PTransform):
             file_name_suffix=FILE_SUFFIX,
             num_shards=self._num_shards,
             shard_name_template=SHARD_TEMPLATE,
+            row_group_buffer_size=ROW_GROUP_BYTES,
         )
 
 

@@ -15,7 +15,7 @@ import gzip
 import json
 import logging
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple
 
@@ -35,7 +35,10 @@ DOCUMENTS = "documents"
 DEAD_LETTER = "dead_letter"
 UTF8_MAX_BYTES_PER_CHAR = 4
 PARQUET_BATCH_ROWS = 1024
-_DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+_DECOMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
+}
 _FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 

@@ -67,9 +67,7 @@ class _ToRows(beam.DoFn):
         if isinstance(outcome, InferenceFailure):
             yield TaggedOutput(
                 DEAD_LETTER,
-                dl.dead_letter(
-                    doc.doc_id, doc.source, dl.INFERENCE_ERROR, outcome.detail, doc.text
-                ),
+                dl.dead_letter(doc.doc_id, doc.source, outcome.reason, outcome.detail, doc.text),
             )
             return
         row = summary_row(doc, outcome, result.model_id, with_n_best=self._with_n_best)

@@ -1,0 +1,196 @@
+"""End to end on the local runner: a dirty corpus in, Parquet and _SUCCESS.json out, none lost."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import run as run_module
+from pipeline.run import PreflightError, RunFailed, run
+from pipeline.sinks import DEAD_LETTER_SCHEMA, summary_schema
+from s2s_model import DecodeConfig, Summarizer
+from tests.conftest import make_texts
+from tests.pipeline_fixtures import (
+    DirtyCorpus,
+    build_dirty_corpus,
+    summarize_args,
+    write_lines,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> DirtyCorpus:
+    return build_dirty_corpus(tmp_path_factory.mktemp("dirty") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def dirty_run(
+    corpus: DirtyCorpus, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, run_module.RunReport, list[tuple[int, float]]]:
+    output = tmp_path_factory.mktemp("dirty-out") / "out"
+    progress: list[tuple[int, float]] = []
+    argv = summarize_args(
+        [corpus.pattern], output, tiny_checkpoint, "--id_field", "id",
+        "--max_dead_letter_fraction", "0.5", "--batch_window", "16",
+    )  # fmt: skip
+    report = run(argv, on_progress=lambda done, elapsed: progress.append((done, elapsed)))
+    return output, report, progress
+
+
+def test_every_record_is_one_row_or_one_dead_letter(
+    corpus: DirtyCorpus, dirty_run: tuple[Path, run_module.RunReport, list]
+) -> None:
+    output, report, _ = dirty_run
+    rows = pq.read_table(output / "summaries").to_pylist()
+    dead = pq.read_table(output / "dead_letter").to_pylist()
+    assert report.summarized == len(rows) == corpus.summarized
+    assert report.dead_lettered == len(dead) == sum(corpus.reasons.values())
+    assert report.read == corpus.read == len(rows) + len(dead)
+    assert Counter(d["reason"] for d in dead) == corpus.reasons
+    ids = [r["doc_id"] for r in rows] + [d["doc_id"] for d in dead]
+    assert len(ids) == len(set(ids)), "a record came out twice"
+    assert all(d["detail"] for d in dead)
+
+
+def test_rows_carry_flags_and_the_model_fingerprint(
+    corpus: DirtyCorpus, dirty_run: tuple[Path, run_module.RunReport, list], tiny_checkpoint: Path
+) -> None:
+    output, _, _ = dirty_run
+    table = pq.read_table(output / "summaries")
+    assert table.schema == summary_schema(with_n_best=False)
+    assert pq.read_table(output / "dead_letter").schema == DEAD_LETTER_SCHEMA
+    rows = {r["doc_id"]: r for r in table.to_pylist()}
+    fingerprint = Summarizer.load(tiny_checkpoint).fingerprint
+    assert {r["model_id"] for r in rows.values()} == {fingerprint}
+    assert {i for i, r in rows.items() if r["replaced_invalid_utf8"]} == corpus.replaced_ids
+    assert corpus.truncated_ids <= {i for i, r in rows.items() if r["truncated"]}
+    assert all(0 < r["summary_tokens"] <= 6 and r["src_tokens"] > 0 for r in rows.values())
+    assert {r["doc_id"] for r in rows.values() if r["source"].endswith(".jsonl")} >= {"r0", "s1"}
+
+
+def test_manifest_is_written_with_counts_model_and_decode(
+    corpus: DirtyCorpus, dirty_run: tuple[Path, run_module.RunReport, list]
+) -> None:
+    output, report, _ = dirty_run
+    manifest = json.loads((output / "_SUCCESS.json").read_text())
+    assert manifest == report.manifest
+    assert manifest["counts"] == {
+        "read": corpus.read,
+        "summarized": corpus.summarized,
+        "dead_lettered": sum(corpus.reasons.values()),
+    }
+    assert manifest["dead_letters_by_reason"] == dict(corpus.reasons)
+    assert manifest["decode"]["max_len"] == 6 and manifest["decode"]["beam_size"] == 2
+    assert manifest["runner"] == "FnApiRunner"
+    assert manifest["started_at"] <= manifest["finished_at"]
+    for name in manifest["files"]["summaries"] + manifest["files"]["dead_letter"]:
+        assert (output / name).is_file()
+
+
+def test_progress_reaches_every_record(
+    corpus: DirtyCorpus, dirty_run: tuple[Path, run_module.RunReport, list]
+) -> None:
+    _, _, progress = dirty_run
+    assert progress, "the progress callback was never called"
+    assert progress[-1][0] == corpus.read
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+
+
+def test_finished_output_is_refused_without_overwrite(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    inputs = write_lines(tmp_path / "in.txt", make_texts(5, seed=1))
+    output = tmp_path / "out"
+    argv = summarize_args([str(inputs)], output, tiny_checkpoint)
+    run(argv)
+    before = (output / "_SUCCESS.json").read_text()
+    with pytest.raises(PreflightError, match="--overwrite"):
+        run(argv)
+    assert (output / "_SUCCESS.json").read_text() == before
+
+
+def test_overwrite_and_reruns_leave_no_stale_files(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    output = tmp_path / "out"
+    first = write_lines(tmp_path / "first.txt", make_texts(9, seed=2))
+    run(summarize_args([str(first)], output, tiny_checkpoint, "--output_shards", "3"))
+    assert len(list((output / "summaries").glob("*.parquet"))) == 3
+    stale = output / "summaries" / "part-00007-of-00009.parquet"
+    stale.write_bytes(b"left by a crashed run")
+    second = write_lines(tmp_path / "second.txt", make_texts(4, seed=3))
+    report = run(summarize_args([str(second)], output, tiny_checkpoint, "--overwrite"))
+    assert not stale.exists()
+    assert len(list((output / "summaries").glob("*.parquet"))) == 1
+    assert report.read == 4 == pq.read_table(output / "summaries").num_rows
+
+
+def test_too_many_dead_letters_fail_the_run_without_manifest(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    inputs = write_lines(tmp_path / "mostly-blank.txt", ["", " ", "", "the package"])
+    output = tmp_path / "out"
+    argv = summarize_args([str(inputs)], output, tiny_checkpoint)
+    with pytest.raises(RunFailed, match=r"3 of 4 records \(75.0%\)"):
+        run([*argv, "--max_dead_letter_fraction", "0.5"])
+    assert not (output / "_SUCCESS.json").exists()
+    assert pq.read_table(output / "dead_letter").num_rows == 3  # kept for diagnosis
+    report = run([*argv, "--max_dead_letter_fraction", "0.8"])
+    assert report.dead_lettered == 3 and (output / "_SUCCESS.json").exists()
+
+
+def test_n_best_column_and_decode_flags_reach_the_model(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    texts = make_texts(6, seed=5)
+    inputs = write_lines(tmp_path / "in.txt", texts)
+    output = tmp_path / "out"
+    run(summarize_args([str(inputs)], output, tiny_checkpoint, "--beam_size", "3", "--n_best", "3"))
+    table = pq.read_table(output / "summaries")
+    assert table.schema == summary_schema(with_n_best=True)
+    expected = Summarizer.load(tiny_checkpoint).summarize(
+        texts, DecodeConfig(beam_size=3, n_best=3, max_len=6)
+    )
+    by_line = {int(r["doc_id"].rsplit(":", 1)[1]): r for r in table.to_pylist()}
+    for number, summary in enumerate(expected, 1):
+        row = by_line[number]
+        assert row["summary"] == summary.text
+        assert row["score"] == pytest.approx(summary.score, abs=1e-4)
+        assert [c["summary"] for c in row["n_best"]] == [text for text, _ in summary.n_best]
+        assert [c["score"] for c in row["n_best"]] == pytest.approx(
+            [score for _, score in summary.n_best], abs=1e-4
+        )
+
+
+def test_a_directory_input_means_every_file_below_it(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    (tmp_path / "corpus" / "sub").mkdir(parents=True)
+    write_lines(tmp_path / "corpus" / "a.txt", make_texts(2, seed=6))
+    write_lines(tmp_path / "corpus" / "sub" / "b.txt", make_texts(3, seed=7))
+    report = run(summarize_args([str(tmp_path / "corpus")], tmp_path / "out", tiny_checkpoint))
+    assert report.read == 5 and report.manifest["shards"] == 2
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_rows(
+    corpus: DirtyCorpus,
+    dirty_run: tuple[Path, run_module.RunReport, list],
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    in_memory, _, _ = dirty_run
+    output = tmp_path / "out"
+    argv = summarize_args(
+        [corpus.pattern], output, tiny_checkpoint, "--id_field", "id",
+        "--max_dead_letter_fraction", "0.5", "--batch_window", "16",
+        "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
+    )  # fmt: skip
+    report = run(argv)
+    assert report.read == corpus.read
+
+    def rows(directory: Path, column: str) -> set[tuple[str, str]]:
+        return {(r["doc_id"], r[column]) for r in pq.read_table(directory).to_pylist()}
+
+    assert rows(output / "summaries", "summary") == rows(in_memory / "summaries", "summary")
+    assert rows(output / "dead_letter", "reason") == rows(in_memory / "dead_letter", "reason")
