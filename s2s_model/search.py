@@ -5,7 +5,10 @@ document so that hypotheses ending in EOS never starve the beam; EOS candidates 
 top K are finished, and the top K others continue. A document stops when it has K finished
 hypotheses, when no live hypothesis can still beat its n-th best finished one (an exact bound, so
 stopping early never changes the result), or when its maximum length forces EOS. Stopped
-documents leave the batch, so the tensors shrink as the batch finishes.
+documents leave the batch, so the tensors shrink as the batch finishes. With a token budget,
+waiting documents take the freed rows instead (continuous batching), so the batch stays full to
+the end; a document's result does not depend on which documents share its batch, so refilling
+never changes an answer.
 
 Semantics (they are the contract tests check):
 - a hypothesis ends when it emits EOS; at its document's maximum length EOS is forced, and that
@@ -19,6 +22,8 @@ Semantics (they are the contract tests check):
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,25 +46,27 @@ class Hypothesis:
     log_prob: float
 
 
-def constrain(log_probs: Tensor, history: Tensor, max_lens: Tensor, config: DecodeConfig) -> Tensor:
+def constrain(
+    log_probs: Tensor, history: Tensor, steps: Tensor, max_lens: Tensor, config: DecodeConfig
+) -> Tensor:
     """Apply the decoding rules to one step's log-probabilities, in place.
 
     Args:
         log_probs: (N, V) the model's log-probabilities for the next token (overwritten).
-        history: (N, t) tokens emitted so far (no BOS).
+        history: (N, W) tokens emitted so far, right-aligned, PAD on the left.
+        steps: (N,) tokens emitted so far by each row.
         max_lens: (N,) maximum tokens (EOS excluded) for each row's document.
 
     Returns:
         ``log_probs`` with forbidden tokens at -inf. A row whose every token is forbidden gets
         EOS back, so no hypothesis is left without a way to end.
     """
-    step = history.size(1)
     eos = log_probs[:, EOS_ID].clone()  # (N,)
     banned = [PAD_ID, BOS_ID] + ([UNK_ID] if config.ban_unk else [])
     log_probs[:, banned] = NEG_INF
-    if step < config.min_len:
-        log_probs[:, EOS_ID] = NEG_INF
-    reopen = max_lens <= step  # (N,) rows at their maximum length: EOS is forced
+    if config.min_len:
+        log_probs[:, EOS_ID] = log_probs[:, EOS_ID].masked_fill(steps < config.min_len, NEG_INF)
+    reopen = max_lens <= steps  # (N,) rows at their maximum length: EOS is forced
     if config.no_repeat_ngram_size:
         log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size)
         # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
@@ -71,13 +78,17 @@ def constrain(log_probs: Tensor, history: Tensor, max_lens: Tensor, config: Deco
 
 
 def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
-    """Forbid every token that would complete an n-gram already in ``history`` (N, t)."""
-    rows, step = history.shape
-    if step < n:
+    """Forbid every token that would complete an n-gram already in ``history`` (N, W).
+
+    History is PAD on the left; PAD is never emitted, so a window holding PAD can only match a
+    prefix with PAD at the same places, which never occurs before the prefix itself.
+    """
+    rows, width = history.shape
+    if width < n:
         return log_probs
-    grams = history.unfold(1, n, 1)  # (N, t - n + 1, n)
-    prefix = history[:, step - (n - 1) :]  # (N, n - 1)
-    match = (grams[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, t - n + 1)
+    grams = history.unfold(1, n, 1)  # (N, W - n + 1, n)
+    prefix = history[:, width - (n - 1) :]  # (N, n - 1)
+    match = (grams[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W - n + 1)
     vocab = log_probs.size(1)
     banned = torch.where(match, grams[:, :, -1], torch.full_like(match, vocab, dtype=torch.long))
     extended = torch.cat([log_probs, log_probs.new_zeros(rows, 1)], dim=1)  # (N, V + 1)
@@ -96,91 +107,186 @@ def greedy_search(
     memory, state = model.encode(src, src_len)
     batch = src.size(0)
     max_lens = _max_lens(src_len, config).to(src.device)
-    history = src.new_zeros(batch, 0)
+    history = src.new_full((batch, _width(config)), PAD_ID)
     total = torch.zeros(batch, device=src.device, dtype=torch.float32)
     finished: list[Hypothesis | None] = [None] * batch
     last = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
+    step = 0
     while any(h is None for h in finished):
         log_probs, state = model.decode_step(last, state, memory)
-        step_lp, last = constrain(log_probs, history, max_lens, config).max(dim=-1)
+        steps = torch.full_like(max_lens, step)
+        step_lp, last = constrain(log_probs, history, steps, max_lens, config).max(dim=-1)
         total = total + step_lp.float()
         for row in (last == EOS_ID).nonzero().flatten().tolist():
             if finished[row] is None:
-                finished[row] = _hypothesis(history[row].tolist(), float(total[row]), config)
-        history = torch.cat([history, last.unsqueeze(1)], dim=1)
+                tokens = history[row, history.size(1) - step :].tolist()
+                finished[row] = _hypothesis(tokens, float(total[row]), config)
+        history = torch.cat([history[:, 1:], last.unsqueeze(1)], dim=1)
+        step += 1
     return [[h] for h in finished if h is not None]
 
 
 @dataclass
 class _Active:
-    """The documents still being searched, K rows each, document-major."""
+    """The documents being searched, K rows each, document-major."""
 
     docs: list[int]  # original index of each active document
+    src_len: Tensor  # (B,)
     memory: Memory
     state: DecoderState
-    history: Tensor  # (B * K, t)
+    history: Tensor  # (B * K, W) right-aligned, PAD on the left
+    steps: Tensor  # (B,) tokens emitted so far
     beam_lp: Tensor  # (B, K) cumulative log-probabilities
     max_lens: Tensor  # (B,)
     floor: Tensor  # (B,) n_best-th finished score, -inf until there are n_best
 
     def keep(self, keep_docs: Tensor, beams: int) -> _Active:
+        """Only the documents ``keep_docs``; the source axis shrinks to the longest kept."""
         rows = keep_docs.unsqueeze(1) * beams + torch.arange(beams, device=keep_docs.device)
         rows = rows.flatten()
+        src_len = self.src_len.index_select(0, keep_docs)
+        longest = int(src_len.max()) if src_len.numel() else 0
         return _Active(
             docs=[self.docs[i] for i in keep_docs.tolist()],
-            memory=self.memory.index_select(keep_docs),
-            state=self.state.index_select(rows),
+            src_len=src_len,
+            memory=self.memory.index_select(keep_docs).resize_source(longest),
+            state=self.state.index_select(rows).resize_source(longest),
             history=self.history.index_select(0, rows),
+            steps=self.steps.index_select(0, keep_docs),
             beam_lp=self.beam_lp.index_select(0, keep_docs),
             max_lens=self.max_lens.index_select(0, keep_docs),
             floor=self.floor.index_select(0, keep_docs),
         )
 
+    def extend(self, other: _Active) -> _Active:
+        """These documents, then ``other``'s."""
+        return _Active(
+            docs=self.docs + other.docs,
+            src_len=torch.cat([self.src_len, other.src_len]),
+            memory=Memory.cat(self.memory, other.memory),
+            state=DecoderState.cat(self.state, other.state),
+            history=torch.cat([self.history, other.history]),
+            steps=torch.cat([self.steps, other.steps]),
+            beam_lp=torch.cat([self.beam_lp, other.beam_lp]),
+            max_lens=torch.cat([self.max_lens, other.max_lens]),
+            floor=torch.cat([self.floor, other.floor]),
+        )
+
 
 @torch.inference_mode()
 def beam_search(
-    model: Seq2Seq, src: Tensor, src_len: Tensor, config: DecodeConfig
+    model: Seq2Seq,
+    src: Tensor,
+    src_len: Tensor,
+    config: DecodeConfig,
+    *,
+    max_batch_tokens: int | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
     Args:
         src: (B, S) token ids, PAD after each end; src_len: (B,) lengths.
+        max_batch_tokens: None searches all B documents at once. A budget instead admits
+            documents in the given order while (active documents x longest active source) stays
+            within it, and admits more as others finish (continuous batching). Sort documents
+            longest first for the least padding. The results are the same either way.
     """
-    beams = config.beam_size
-    memory, state = model.encode(src, src_len)
-    batch = src.size(0)
-    beam_lp = torch.full((batch, beams), NEG_INF, device=src.device)
-    beam_lp[:, 0] = 0.0  # all K rows start identical: expand only the first
-    active = _Active(
-        docs=list(range(batch)),
-        memory=memory,
-        state=state.repeat_rows(beams),
-        history=src.new_zeros(batch * beams, 0),
-        beam_lp=beam_lp,
-        max_lens=_max_lens(src_len, config).to(src.device),
-        floor=torch.full((batch,), NEG_INF, device=src.device),
-    )
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    while active.docs:
+    sources = [src[i, : int(n)] for i, n in enumerate(src_len.tolist())]
+    return search_documents(model, sources, config, max_batch_tokens=max_batch_tokens)
+
+
+@torch.inference_mode()
+def search_documents(
+    model: Seq2Seq,
+    sources: Sequence[Tensor],
+    config: DecodeConfig,
+    *,
+    max_batch_tokens: int | None = None,
+) -> list[list[Hypothesis]]:
+    """Beam search over documents given as 1-D token tensors (S_i,), each at least 1 long.
+
+    See ``beam_search`` for ``max_batch_tokens``; this form needs no padded (B, S) tensor, so a
+    long list of documents streams through a bounded active batch.
+    """
+    if not sources:
+        return []
+    pending = deque(range(len(sources)))
+    finished: list[list[Hypothesis]] = [[] for _ in sources]
+    active: _Active | None = None
+    while pending or active is not None:
+        admitted = _admissible(pending, active, sources, max_batch_tokens)
+        if admitted:
+            active = _admit(model, active, admitted, sources, config)
+        assert active is not None, "the budget always admits at least one document"
         active = _step(model, active, finished, config)
     return [sorted(f, key=lambda h: -h.score)[: config.n_best] for f in finished]
 
 
+def _admissible(
+    pending: deque[int], active: _Active | None, sources: Sequence[Tensor], budget: int | None
+) -> list[int]:
+    """Take from ``pending`` the documents that fit the budget now (at least one if idle).
+
+    Refilling waits until a quarter of the active documents' rows are free, so the encoder runs
+    on chunks rather than on one document per step.
+    """
+    count = 0 if active is None else len(active.docs)
+    longest = 0 if active is None else int(active.src_len.max())
+    taken: list[int] = []
+    while pending:
+        length = max(longest, sources[pending[0]].numel())
+        fits = budget is None or (count + len(taken) + 1) * length <= budget
+        if not fits and (count or taken):
+            break
+        taken.append(pending.popleft())
+        longest = length
+    if taken and count and len(taken) < max(1, count // 4) and pending:
+        pending.extendleft(reversed(taken))
+        return []
+    return taken
+
+
+def _admit(
+    model: Seq2Seq,
+    active: _Active | None,
+    docs: list[int],
+    sources: Sequence[Tensor],
+    config: DecodeConfig,
+) -> _Active:
+    """Encode ``docs`` and add them, K fresh rows each, after the active documents."""
+    beams = config.beam_size
+    src_len = torch.tensor([sources[d].numel() for d in docs], device=sources[0].device)
+    src = torch.nn.utils.rnn.pad_sequence(
+        [sources[d] for d in docs], batch_first=True, padding_value=PAD_ID
+    )
+    memory, state = model.encode(src, src_len)
+    beam_lp = torch.full((len(docs), beams), NEG_INF, device=src.device)
+    beam_lp[:, 0] = 0.0  # all K rows start identical: expand only the first
+    fresh = _Active(
+        docs=list(docs),
+        src_len=src_len,
+        memory=memory,
+        state=state.repeat_rows(beams),
+        history=src.new_full((len(docs) * beams, _width(config)), PAD_ID),
+        steps=torch.zeros_like(src_len),
+        beam_lp=beam_lp,
+        max_lens=_max_lens(src_len, config).to(src.device),
+        floor=torch.full((len(docs),), NEG_INF, device=src.device),
+    )
+    return fresh if active is None else active.extend(fresh)
+
+
 def _step(
     model: Seq2Seq, active: _Active, finished: list[list[Hypothesis]], config: DecodeConfig
-) -> _Active:
-    """One beam step for every active document; returns the documents still active."""
+) -> _Active | None:
+    """One beam step for every active document; returns those still active (None if none)."""
     beams, batch = config.beam_size, len(active.docs)
-    step = active.history.size(1)
-    last = (
-        active.history[:, -1]
-        if step
-        else torch.full((batch * beams,), BOS_ID, dtype=torch.long, device=active.history.device)
-    )
+    row_steps = active.steps.repeat_interleave(beams)  # (B * K,)
+    last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
     log_probs, state = model.decode_step(last, active.state, active.memory)  # (B * K, V)
     vocab = log_probs.size(1)
     row_max = active.max_lens.repeat_interleave(beams)
-    log_probs = constrain(log_probs, active.history, row_max, config).float()
+    log_probs = constrain(log_probs, active.history, row_steps, row_max, config).float()
     candidates = (active.beam_lp.view(-1, 1) + log_probs).view(batch, beams * vocab)
     top_lp, top_idx = candidates.topk(min(2 * beams, beams * vocab), dim=1)  # (B, 2K)
     parent, token = top_idx // vocab, top_idx % vocab
@@ -191,11 +297,12 @@ def _step(
     sel_lp, sel_pos = go_on.topk(beams, dim=1)  # (B, K)
     doc_base = torch.arange(batch, device=sel_pos.device).unsqueeze(1) * beams
     rows = (doc_base + parent.gather(1, sel_pos)).flatten()  # (B * K,)
-    history = torch.cat(
-        [active.history.index_select(0, rows), token.gather(1, sel_pos).view(-1, 1)], dim=1
-    )
-    active.state, active.history, active.beam_lp = state.index_select(rows), history, sel_lp
+    history = active.history.index_select(0, rows)[:, 1:]
+    active.history = torch.cat([history, token.gather(1, sel_pos).view(-1, 1)], dim=1)
+    active.state, active.beam_lp, active.steps = state.index_select(rows), sel_lp, active.steps + 1
     done = _done(active, finished, config)
+    if bool(done.all()):
+        return None
     if bool(done.any()):
         active = active.keep((~done).nonzero().flatten(), beams)
     return active
@@ -210,10 +317,10 @@ def _finish(
     eos: Tensor,
 ) -> None:
     """Record the EOS candidates ``eos`` (B, K) as finished hypotheses; update each floor."""
-    beams = config.beam_size
+    beams, width = config.beam_size, active.history.size(1)
     for b, j in eos.nonzero().tolist():
         row = b * beams + int(parent[b, j])
-        tokens = active.history[row].tolist()
+        tokens = active.history[row, width - int(active.steps[b]) :].tolist()
         doc = finished[active.docs[b]]
         doc.append(_hypothesis(tokens, float(top_lp[b, j]), config))
         if len(doc) >= config.n_best:
@@ -242,6 +349,11 @@ def _done(active: _Active, finished: list[list[Hypothesis]], config: DecodeConfi
 
 def _hypothesis(tokens: list[int], log_prob: float, config: DecodeConfig) -> Hypothesis:
     return Hypothesis(tokens, log_prob / config.penalty(len(tokens) + 1), log_prob)
+
+
+def _width(config: DecodeConfig) -> int:
+    """History columns kept: no hypothesis is longer than ``max_len`` tokens."""
+    return config.max_len
 
 
 def _max_lens(src_len: Tensor, config: DecodeConfig) -> Tensor:

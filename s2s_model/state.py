@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -41,6 +42,27 @@ class Memory:
             src=self.src.index_select(0, docs),
         )
 
+    def resize_source(self, length: int) -> Memory:
+        """Cut or zero-pad the source axis to ``length`` (S -> length); padding is masked out."""
+        return Memory(
+            outputs=_resize(self.outputs, 1, length),
+            keys=_resize(self.keys, 1, length),
+            mask=_resize(self.mask, 1, length),
+            src=_resize(self.src, 1, length),
+        )
+
+    @staticmethod
+    def cat(first: Memory, second: Memory) -> Memory:
+        """Documents of ``first`` then ``second``; the shorter source axis is padded."""
+        length = max(first.outputs.size(1), second.outputs.size(1))
+        a, b = first.resize_source(length), second.resize_source(length)
+        return Memory(
+            outputs=torch.cat([a.outputs, b.outputs]),
+            keys=torch.cat([a.keys, b.keys]),
+            mask=torch.cat([a.mask, b.mask]),
+            src=torch.cat([a.src, b.src]),
+        )
+
 
 @dataclass(frozen=True)
 class DecoderState:
@@ -70,7 +92,40 @@ class DecoderState:
             coverage=None if self.coverage is None else self.coverage.index_select(0, rows),
         )
 
+    def resize_source(self, length: int) -> DecoderState:
+        """Cut or zero-pad the coverage's source axis to ``length``."""
+        if self.coverage is None:
+            return self
+        return DecoderState(self.h, self.c, self.input_feed, _resize(self.coverage, 1, length))
+
+    @staticmethod
+    def cat(first: DecoderState, second: DecoderState) -> DecoderState:
+        """Rows of ``first`` then ``second`` (coverage padded to the longer source)."""
+        coverage = None
+        if first.coverage is not None and second.coverage is not None:
+            length = max(first.coverage.size(1), second.coverage.size(1))
+            coverage = torch.cat(
+                [_resize(first.coverage, 1, length), _resize(second.coverage, 1, length)]
+            )
+        return DecoderState(
+            h=torch.cat([first.h, second.h], dim=1),
+            c=torch.cat([first.c, second.c], dim=1),
+            input_feed=torch.cat([first.input_feed, second.input_feed]),
+            coverage=coverage,
+        )
+
     def repeat_rows(self, k: int) -> DecoderState:
         """Repeat every row ``k`` times in place order: (N, ...) -> (N * k, ...)."""
         rows = torch.arange(self.rows, device=self.input_feed.device).repeat_interleave(k)
         return self.index_select(rows)
+
+
+def _resize(tensor: Tensor, dim: int, length: int) -> Tensor:
+    """Cut ``tensor`` along ``dim`` (1 here) to ``length``, or pad it with zeros / False."""
+    current = tensor.size(dim)
+    if current >= length:
+        return tensor.narrow(dim, 0, length)
+    pad = [0, 0] * (tensor.dim() - dim - 1) + [0, length - current]
+    if tensor.dtype == torch.bool:
+        return F.pad(tensor.to(torch.uint8), pad).to(torch.bool)
+    return F.pad(tensor, pad)

@@ -12,7 +12,7 @@ import torch
 
 from s2s_model.checkpoint import Checkpoint, load_checkpoint
 from s2s_model.config import DecodeConfig
-from s2s_model.search import Hypothesis, beam_search, greedy_search
+from s2s_model.search import Hypothesis, beam_search, search_documents
 from s2s_model.tokenizer import PAD_ID, Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class Summarizer:
         device: str = "cpu",
         max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        refill: bool = True,
     ) -> None:
         if max_src_tokens < 1 or max_batch_tokens < 1:
             raise ValueError("max_src_tokens and max_batch_tokens must be at least 1")
@@ -78,6 +79,7 @@ class Summarizer:
         self.metadata = checkpoint.metadata
         self.max_src_tokens = max_src_tokens
         self.max_batch_tokens = max_batch_tokens
+        self.refill = refill
 
     @classmethod
     def load(
@@ -88,10 +90,14 @@ class Summarizer:
         *,
         max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        refill: bool = True,
     ) -> Summarizer:
         """Load a checkpoint directory (the bundled model when ``path`` is None).
 
         ``threads`` sets torch's intra-op threads for this process (None leaves them alone).
+        ``max_src_tokens`` cuts long sources; ``max_batch_tokens`` bounds the active batch
+        (documents x longest source); ``refill`` lets waiting documents take the rows of
+        finished ones (continuous batching; same results, fuller batches).
         """
         if threads is not None:
             if threads < 1:
@@ -104,6 +110,7 @@ class Summarizer:
             device=resolved,
             max_src_tokens=max_src_tokens,
             max_batch_tokens=max_batch_tokens,
+            refill=refill,
         )
 
     def count_tokens(self, text: str) -> int:
@@ -113,12 +120,14 @@ class Summarizer:
     def summarize(self, texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
         """Summaries of ``texts``, in the same order. A blank text raises ``ValueError``."""
         config = decode or self.decode
-        encoded = [self._encode(i, text) for i, text in enumerate(texts)]
+        encoded = sorted(
+            (self._encode(i, text) for i, text in enumerate(texts)), key=lambda e: -len(e.ids)
+        )
         results: list[Summary | None] = [None] * len(encoded)
         with torch.inference_mode():
-            for batch in self._batches(encoded):
-                for item, hyps in zip(batch, self._search(batch, config), strict=True):
-                    results[item.index] = self._summary(item, hyps)
+            hyps = self._search(encoded, config)
+        for item, item_hyps in zip(encoded, hyps, strict=True):
+            results[item.index] = self._summary(item, item_hyps)
         return [r for r in results if r is not None]
 
     def _encode(self, index: int, text: str) -> _Encoded:
@@ -128,11 +137,19 @@ class Summarizer:
         truncated = len(ids) > self.max_src_tokens
         return _Encoded(index, ids[: self.max_src_tokens], truncated)
 
+    def _search(self, encoded: list[_Encoded], config: DecodeConfig) -> list[list[Hypothesis]]:
+        """Longest first; the active batch (docs x longest source) stays within the budget."""
+        if self.refill:
+            sources = [torch.tensor(e.ids, dtype=torch.long, device=self.device) for e in encoded]
+            return search_documents(
+                self.model, sources, config, max_batch_tokens=self.max_batch_tokens
+            )
+        return [h for batch in self._batches(encoded) for h in self._search_batch(batch, config)]
+
     def _batches(self, encoded: list[_Encoded]) -> list[list[_Encoded]]:
-        """Longest first; a batch's padded size (docs x longest) stays within the token budget."""
-        ordered = sorted(encoded, key=lambda e: -len(e.ids))
+        """Fixed batches of length-sorted documents within the token budget (no refilling)."""
         batches: list[list[_Encoded]] = []
-        for item in ordered:
+        for item in encoded:
             current = batches[-1] if batches else None
             if current and len(current[0].ids) * (len(current) + 1) <= self.max_batch_tokens:
                 current.append(item)
@@ -140,14 +157,13 @@ class Summarizer:
                 batches.append([item])
         return batches
 
-    def _search(self, batch: list[_Encoded], config: DecodeConfig) -> list[list[Hypothesis]]:
+    def _search_batch(self, batch: list[_Encoded], config: DecodeConfig) -> list[list[Hypothesis]]:
         longest = len(batch[0].ids)
         src = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
         for row, item in enumerate(batch):
             src[row, : len(item.ids)] = torch.tensor(item.ids, dtype=torch.long)
         src_len = torch.tensor([len(item.ids) for item in batch], dtype=torch.long)
-        search = greedy_search if config.beam_size == 1 else beam_search
-        return search(self.model, src.to(self.device), src_len.to(self.device), config)
+        return beam_search(self.model, src.to(self.device), src_len.to(self.device), config)
 
     def _summary(self, item: _Encoded, hyps: list[Hypothesis]) -> Summary:
         best = hyps[0]

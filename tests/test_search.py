@@ -308,3 +308,34 @@ def test_lengths_scores_and_log_probs_are_consistent() -> None:
                 )
                 exact = sequence_log_prob(model, source, tuple(hyp.tokens))
                 assert hyp.log_prob == pytest.approx(exact, abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", range(len(MODEL_VARIANTS)))
+@pytest.mark.parametrize("budget", [1, 60, 200])
+def test_refilling_rows_gives_the_same_results(variant: int, budget: int) -> None:
+    model = tiny_model(40, seed=20 + variant, **MODEL_VARIANTS[variant])
+    _, src, lengths = random_batch(30 + variant, 14, 40)
+    config = DecodeConfig(beam_size=3, n_best=2, min_len=1, max_len=10, no_repeat_ngram_size=2)
+    plain = beam_search(model, src, lengths, config)
+    refilled = beam_search(model, src, lengths, config, max_batch_tokens=budget)
+    for p, r in zip(plain, refilled, strict=True):
+        assert [h.tokens for h in p] == [h.tokens for h in r]
+        assert [h.score for h in p] == pytest.approx([h.score for h in r], abs=1e-5)
+
+
+def test_refill_admits_documents_as_others_finish() -> None:
+    src = torch.full((6, 4), 7)
+    lengths = torch.full((6,), 4)
+    model = ScriptedModel(SCRIPT)
+    seen: list[int] = []
+    encode = model.encode
+
+    def counting_encode(s: Tensor, n: Tensor) -> tuple[Memory, DecoderState]:
+        seen.append(s.size(0))
+        return encode(s, n)
+
+    model.encode = counting_encode  # type: ignore[method-assign]
+    config = DecodeConfig(beam_size=2, max_len=3)
+    results = beam_search(model, src, lengths, config, max_batch_tokens=8)  # type: ignore[arg-type]
+    assert [r[0].tokens for r in results] == [[B]] * 6
+    assert seen == [2, 2, 2]  # two documents fit the budget; each pair enters as one leaves

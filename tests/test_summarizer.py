@@ -38,8 +38,22 @@ def test_token_budget_does_not_change_results(tiny_checkpoint: Path) -> None:
         assert a.score == pytest.approx(b.score, abs=1e-5)
 
 
+def test_refill_gives_the_same_summaries(tiny_checkpoint: Path) -> None:
+    texts = make_texts(30, seed=11, min_words=1, max_words=40)
+    plain = Summarizer.load(tiny_checkpoint, max_batch_tokens=150, refill=False)
+    refill = Summarizer.load(tiny_checkpoint, max_batch_tokens=150, refill=True)
+    decode = DecodeConfig(beam_size=3, max_len=12, length_penalty="avg")
+    expected = plain.summarize(texts, decode)
+    for a, b in zip(expected, refill.summarize(texts, decode), strict=True):
+        assert a.tokens == b.tokens
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
 def test_batches_respect_the_token_budget(summarizer: Summarizer) -> None:
-    encoded = [summarizer._encode(i, t) for i, t in enumerate(make_texts(40, seed=6))]
+    texts = make_texts(40, seed=6)
+    encoded = sorted(
+        (summarizer._encode(i, t) for i, t in enumerate(texts)), key=lambda e: -len(e.ids)
+    )
     batches = summarizer._batches(encoded)
     assert sorted(e.index for b in batches for e in b) == list(range(40))
     for batch in batches:
