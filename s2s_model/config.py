@@ -100,6 +100,11 @@ class DecodeConfig:
     alpha: float = _help("length penalty exponent", 1.0)
     no_repeat_ngram_size: int = _help("forbid any n-gram of this size occurring twice (0: off)", 0)
     ban_unk: bool = _help("never emit the unknown token", False)
+    shortlist: int = _help(
+        "restrict each document's output vocabulary to its source tokens plus this many most"
+        " frequent tokens (Nallapati et al. 2016); 0 keeps the full vocabulary",
+        0,
+    )
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -116,6 +121,8 @@ class DecodeConfig:
             )
         if self.alpha < 0:
             raise ValueError(f"alpha={self.alpha} must be >= 0")
+        if self.shortlist < 0:
+            raise ValueError(f"shortlist={self.shortlist} must be >= 0")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
 
@@ -146,3 +153,114 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
     return dict(data)
+
+
+LrSchedule = Literal["inverse_sqrt", "linear", "constant"]
+SelectMetric = Literal["rougeL", "loss"]
+
+LR_SCHEDULES: tuple[str, ...] = ("inverse_sqrt", "linear", "constant")
+SELECT_METRICS: tuple[str, ...] = ("rougeL", "loss")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: data limits, optimisation, validation and stopping."""
+
+    seed: int = _help("seed for initialisation, batch order and dropout", 1234)
+    vocab_size: int = _help("SentencePiece vocabulary trained on the training split", 8000)
+    tokenizer_type: str = _help("SentencePiece model type: 'unigram' or 'bpe'", "unigram")
+    tokenizer_sentences: int = _help(
+        "training texts (sources and summaries) sampled to train SentencePiece", 200_000
+    )
+    max_src_tokens: int = _help("source tokens kept per document (the rest is cut)", 200)
+    max_tgt_tokens: int = _help("summary tokens kept per document, EOS excluded", 40)
+    batch_tokens: int = _help(
+        "token budget per batch: documents x (longest source + longest summary), padding included",
+        6000,
+    )
+    max_epochs: int = _help("passes over the training split", 10)
+    max_steps: int = _help("stop after this many updates in all (0: no limit)", 0)
+    max_time: float = _help(
+        "stop training after this many seconds in one invocation (0: no limit); a last"
+        " validation and checkpoint follow",
+        0.0,
+    )
+    lr: float = _help("peak Adam learning rate", 1e-3)
+    warmup_steps: int = _help("updates with the learning rate rising linearly from 0 to lr", 400)
+    lr_schedule: LrSchedule = _help(
+        "after warm-up: 'inverse_sqrt' (lr * sqrt(warmup / step)), 'linear' (to min_lr_ratio *"
+        " lr at the last planned update) or 'constant'",
+        "linear",
+    )
+    min_lr_ratio: float = _help("final learning rate as a fraction of lr ('linear')", 0.05)
+    adam_betas: tuple[float, float] = _help("Adam beta1, beta2", (0.9, 0.999))
+    weight_decay: float = _help("decoupled weight decay (AdamW); 0 is plain Adam", 0.0)
+    clip_norm: float = _help("clip the global gradient norm to this (0: off)", 5.0)
+    label_smoothing: float = _help("label smoothing epsilon of the token loss", 0.1)
+    coverage_weight: float = _help(
+        "weight of the coverage loss (See et al. 2017) when the model has coverage", 1.0
+    )
+    eval_every: int = _help("validate every this many updates (0: at the end of each epoch)", 0)
+    valid_sample: int = _help(
+        "validation documents decoded with beam search for ROUGE at each validation (a fixed"
+        " seeded sample); 0 skips ROUGE",
+        400,
+    )
+    valid_loss_docs: int = _help(
+        "validation documents scored for loss at each validation (the first ones; 0: all)", 0
+    )
+    select_metric: SelectMetric = _help(
+        "what picks the best checkpoint and drives early stopping: validation 'rougeL' (needs"
+        " valid_sample > 0) or 'loss'",
+        "rougeL",
+    )
+    patience: int = _help(
+        "stop after this many validations without improvement (0: never stop early)", 4
+    )
+
+    def __post_init__(self) -> None:
+        positive = ("vocab_size", "max_src_tokens", "max_tgt_tokens", "batch_tokens", "max_epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        non_negative = (
+            "max_steps",
+            "max_time",
+            "warmup_steps",
+            "weight_decay",
+            "clip_norm",
+            "coverage_weight",
+            "eval_every",
+            "valid_sample",
+            "valid_loss_docs",
+            "patience",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: choose one of {LR_SCHEDULES}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(
+                f"select_metric={self.select_metric!r}: choose one of {SELECT_METRICS}"
+            )
+        if self.select_metric == "rougeL" and self.valid_sample == 0:
+            raise ValueError("select_metric='rougeL' needs valid_sample > 0 (or use 'loss')")
+        if self.tokenizer_type not in ("unigram", "bpe"):
+            raise ValueError(f"tokenizer_type={self.tokenizer_type!r}: choose 'unigram' or 'bpe'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = _known_fields(cls, data)
+        if "adam_betas" in known:
+            known["adam_betas"] = tuple(known["adam_betas"])
+        return cls(**known)
