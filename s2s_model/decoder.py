@@ -73,13 +73,49 @@ class Decoder(nn.Module):
         emb: Tensor,
         memory: Memory,
     ) -> Tensor:
-        """(N, H) attentional states -> (N, V) log-probabilities, mixed with copying if on."""
-        logits = self.generator(attn_h)  # (N, V)
+        """(N, H) attentional states -> (N, V) log-probabilities, mixed with copying if on.
+
+        With a shortlist (``memory.vocab``), only the U ids some document allows are scored,
+        each row is normalised over its own document's ids, and the rest get -inf.
+        """
+        rows = attn_h.size(0)
+        beams = rows // memory.batch_size
+        logits = self._logits(attn_h, memory.vocab)  # (N, U)
+        if memory.allowed is not None and memory.vocab is not None:
+            allowed = memory.allowed.index_select(1, memory.vocab).repeat_interleave(beams, 0)
+            logits = logits.masked_fill(~allowed, float("-inf"))
         if self.copy_gate is None:
-            return F.log_softmax(logits, dim=-1)
-        p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))  # (N, 1)
-        rows, batch = attn_h.size(0), memory.batch_size
-        src = memory.src.repeat_interleave(rows // batch, dim=0)  # (N, S)
-        copy_probs = torch.zeros_like(logits).scatter_add_(1, src, align)  # (N, V)
-        probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
-        return torch.log(probs.clamp_min(MIN_PROB))
+            log_probs = F.log_softmax(logits, dim=-1)
+        else:
+            p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
+            src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
+            copy_probs = torch.zeros_like(logits).scatter_add_(1, src, align)  # (N, U)
+            probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
+            log_probs = torch.log(probs.clamp_min(MIN_PROB))
+            if memory.allowed is not None:
+                log_probs = log_probs.masked_fill(~allowed, float("-inf"))
+        if memory.vocab is None:
+            return log_probs
+        full = log_probs.new_full((rows, self.config.vocab_size), float("-inf"))
+        return full.index_copy_(1, memory.vocab, log_probs)
+
+    def _logits(self, attn_h: Tensor, vocab: Tensor | None) -> Tensor:
+        """(N, H) -> (N, V) output scores, or (N, U) for the ids ``vocab`` only."""
+        if vocab is None:
+            logits: Tensor = self.generator(attn_h)
+            return logits
+        weight = self.generator.weight
+        if callable(weight):  # a dynamically quantized Linear keeps packed int8 weights
+            weight = weight().dequantize()
+        bias = self.generator.bias
+        if callable(bias):
+            bias = bias()
+        return F.linear(attn_h, weight.index_select(0, vocab), bias.index_select(0, vocab))
+
+    def _source_columns(self, memory: Memory) -> Tensor:
+        """(B, S) source ids -> their columns in the output scores (ids, or shortlist places)."""
+        if memory.vocab is None:
+            return memory.src
+        place = memory.src.new_zeros(self.config.vocab_size)
+        place[memory.vocab] = torch.arange(memory.vocab.numel(), device=place.device)
+        return place[memory.src]

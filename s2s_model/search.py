@@ -181,6 +181,7 @@ def beam_search(
     config: DecodeConfig,
     *,
     max_batch_tokens: int | None = None,
+    frequent: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
@@ -190,9 +191,14 @@ def beam_search(
             documents in the given order while (active documents x longest active source) stays
             within it, and admits more as others finish (continuous batching). Sort documents
             longest first for the least padding. The results are the same either way.
+        frequent: (F,) token ids ranked by frequency, needed when ``config.shortlist`` is set:
+            each document may then emit only its source tokens and the first
+            ``config.shortlist`` of these (and the special tokens).
     """
     sources = [src[i, : int(n)] for i, n in enumerate(src_len.tolist())]
-    return search_documents(model, sources, config, max_batch_tokens=max_batch_tokens)
+    return search_documents(
+        model, sources, config, max_batch_tokens=max_batch_tokens, frequent=frequent
+    )
 
 
 @torch.inference_mode()
@@ -202,6 +208,7 @@ def search_documents(
     config: DecodeConfig,
     *,
     max_batch_tokens: int | None = None,
+    frequent: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over documents given as 1-D token tensors (S_i,), each at least 1 long.
 
@@ -210,13 +217,14 @@ def search_documents(
     """
     if not sources:
         return []
+    shortlist = _shortlist(model, config, frequent)
     pending = deque(range(len(sources)))
     finished: list[list[Hypothesis]] = [[] for _ in sources]
     active: _Active | None = None
     while pending or active is not None:
         admitted = _admissible(pending, active, sources, max_batch_tokens)
         if admitted:
-            active = _admit(model, active, admitted, sources, config)
+            active = _admit(model, active, admitted, sources, config, shortlist)
         assert active is not None, "the budget always admits at least one document"
         active = _step(model, active, finished, config)
     return [sorted(f, key=lambda h: -h.score)[: config.n_best] for f in finished]
@@ -252,6 +260,7 @@ def _admit(
     docs: list[int],
     sources: Sequence[Tensor],
     config: DecodeConfig,
+    shortlist: Tensor | None,
 ) -> _Active:
     """Encode ``docs`` and add them, K fresh rows each, after the active documents."""
     beams = config.beam_size
@@ -260,6 +269,9 @@ def _admit(
         [sources[d] for d in docs], batch_first=True, padding_value=PAD_ID
     )
     memory, state = model.encode(src, src_len)
+    if shortlist is not None:
+        allowed = shortlist.unsqueeze(0).repeat(len(docs), 1)  # (b, V)
+        memory = memory.with_allowed(allowed.scatter_(1, src, True))
     beam_lp = torch.full((len(docs), beams), NEG_INF, device=src.device)
     beam_lp[:, 0] = 0.0  # all K rows start identical: expand only the first
     fresh = _Active(
@@ -274,6 +286,18 @@ def _admit(
         floor=torch.full((len(docs),), NEG_INF, device=src.device),
     )
     return fresh if active is None else active.extend(fresh)
+
+
+def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) -> Tensor | None:
+    """(V,) bool: the ids every document may emit (specials + the most frequent), or None."""
+    if not config.shortlist:
+        return None
+    if frequent is None:
+        raise ValueError("DecodeConfig.shortlist needs the frequency-ranked ids: pass frequent=")
+    mask = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=frequent.device)
+    mask[[PAD_ID, BOS_ID, EOS_ID, UNK_ID]] = True
+    mask[frequent[: config.shortlist]] = True
+    return mask
 
 
 def _step(

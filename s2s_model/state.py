@@ -22,12 +22,21 @@ class Memory:
         keys: (B, S, H) attention keys derived from ``outputs`` once per document.
         mask: (B, S) bool, True at real source tokens.
         src: (B, S) source token ids, for copying.
+        allowed: (B, V) bool, each document's output vocabulary when shortlisting, else None.
+        vocab: (U,) ids allowed for any document (the union of ``allowed``), else None.
     """
 
     outputs: Tensor
     keys: Tensor
     mask: Tensor
     src: Tensor
+    allowed: Tensor | None = None
+    vocab: Tensor | None = None
+
+    def with_allowed(self, allowed: Tensor | None) -> Memory:
+        """This memory with per-document vocabularies ``allowed`` (B, V) (None: full)."""
+        vocab = None if allowed is None else allowed.any(dim=0).nonzero().flatten()
+        return Memory(self.outputs, self.keys, self.mask, self.src, allowed, vocab)
 
     @property
     def batch_size(self) -> int:
@@ -40,7 +49,7 @@ class Memory:
             keys=self.keys.index_select(0, docs),
             mask=self.mask.index_select(0, docs),
             src=self.src.index_select(0, docs),
-        )
+        ).with_allowed(None if self.allowed is None else self.allowed.index_select(0, docs))
 
     def resize_source(self, length: int) -> Memory:
         """Cut or zero-pad the source axis to ``length`` (S -> length); padding is masked out."""
@@ -49,6 +58,8 @@ class Memory:
             keys=_resize(self.keys, 1, length),
             mask=_resize(self.mask, 1, length),
             src=_resize(self.src, 1, length),
+            allowed=self.allowed,
+            vocab=self.vocab,
         )
 
     @staticmethod
@@ -56,12 +67,15 @@ class Memory:
         """Documents of ``first`` then ``second``; the shorter source axis is padded."""
         length = max(first.outputs.size(1), second.outputs.size(1))
         a, b = first.resize_source(length), second.resize_source(length)
+        allowed = None
+        if a.allowed is not None and b.allowed is not None:
+            allowed = torch.cat([a.allowed, b.allowed])
         return Memory(
             outputs=torch.cat([a.outputs, b.outputs]),
             keys=torch.cat([a.keys, b.keys]),
             mask=torch.cat([a.mask, b.mask]),
             src=torch.cat([a.src, b.src]),
-        )
+        ).with_allowed(allowed)
 
 
 @dataclass(frozen=True)

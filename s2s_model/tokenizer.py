@@ -85,6 +85,18 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return int(self._sp.get_piece_size())
 
+    def most_frequent(self, count: int) -> list[int]:
+        """The ``count`` most likely ordinary pieces, by SentencePiece score (specials, bytes and
+        unused pieces excluded): the shortlist of Nallapati et al. (2016)."""
+        sp = self._sp
+        ordinary = [
+            i
+            for i in range(len(SPECIAL_IDS), self.vocab_size)
+            if not (sp.is_byte(i) or sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
+        ]
+        ordinary.sort(key=lambda i: -sp.get_score(i))
+        return ordinary[:count]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without BOS or EOS."""
         return list(self._sp.encode(text, out_type=int))

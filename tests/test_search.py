@@ -339,3 +339,45 @@ def test_refill_admits_documents_as_others_finish() -> None:
     results = beam_search(model, src, lengths, config, max_batch_tokens=8)  # type: ignore[arg-type]
     assert [r[0].tokens for r in results] == [[B]] * 6
     assert seen == [2, 2, 2]  # two documents fit the budget; each pair enters as one leaves
+
+
+def test_shortlist_limits_each_document_to_its_own_words() -> None:
+    model = tiny_model(40, seed=31, copy=True)
+    sources, src, lengths = random_batch(41, 10, 40)
+    frequent = torch.arange(39, 3, -1)  # pretend the highest ids are the most frequent
+    config = DecodeConfig(beam_size=3, n_best=3, max_len=10, shortlist=5)
+    together = beam_search(model, src, lengths, config, frequent=frequent)
+    refilled = beam_search(model, src, lengths, config, frequent=frequent, max_batch_tokens=40)
+    allowed_common = set(frequent[:5].tolist())
+    for i, source in enumerate(sources):
+        alone = beam_search(
+            model, source.unsqueeze(0), lengths[i : i + 1], config, frequent=frequent
+        )
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in together[i]]
+        assert [h.tokens for h in refilled[i]] == [h.tokens for h in together[i]]
+        for hyp in together[i]:
+            assert set(hyp.tokens) <= allowed_common | set(source.tolist()) | {UNK_ID}
+
+
+def test_a_shortlist_of_everything_changes_nothing() -> None:
+    model = tiny_model(40, seed=32)
+    _, src, lengths = random_batch(42, 8, 40)
+    config = DecodeConfig(beam_size=3, max_len=10)
+    full = beam_search(model, src, lengths, config)
+    listed = beam_search(
+        model,
+        src,
+        lengths,
+        DecodeConfig(beam_size=3, max_len=10, shortlist=40),
+        frequent=torch.arange(4, 40),
+    )
+    for f, s in zip(full, listed, strict=True):
+        assert f[0].tokens == s[0].tokens
+        assert f[0].score == pytest.approx(s[0].score, abs=1e-5)
+
+
+def test_shortlist_needs_the_frequency_ranking() -> None:
+    model = tiny_model(40)
+    _, src, lengths = random_batch(1, 2, 40)
+    with pytest.raises(ValueError, match="frequent"):
+        beam_search(model, src, lengths, DecodeConfig(shortlist=5))

@@ -110,3 +110,27 @@ def test_cuda_falls_back_to_cpu_with_a_warning(
     s = Summarizer.load(tiny_checkpoint, device="cuda")
     assert s.device == "cpu"
     assert "no CUDA device" in caplog.text
+
+
+def test_int8_quantization(tiny_checkpoint: Path) -> None:
+    from torch.ao.nn.quantized.dynamic import LSTM as QuantizedLSTM
+
+    texts = make_texts(6, seed=12)
+    quantized = Summarizer.load(tiny_checkpoint, quantize="int8")
+    assert isinstance(quantized.model.decoder.lstm, QuantizedLSTM)
+    out = quantized.summarize(texts, DecodeConfig(beam_size=2, max_len=6, shortlist=10))
+    assert len(out) == 6 and all(len(s.tokens) <= 6 for s in out)
+    with pytest.raises(ValueError, match="quantize"):
+        Summarizer.load(tiny_checkpoint, quantize="int4")
+
+
+def test_shortlist_through_the_summarizer(summarizer: Summarizer) -> None:
+    texts = make_texts(5, seed=13)
+    frequent = set(summarizer.tokenizer.most_frequent(8))
+    for text, summary in zip(
+        texts,
+        summarizer.summarize(texts, DecodeConfig(beam_size=2, max_len=6, shortlist=8)),
+        strict=True,
+    ):
+        source = set(summarizer.tokenizer.encode(text)[: summarizer.max_src_tokens])
+        assert set(summary.tokens) <= frequent | source | {3}
