@@ -18,6 +18,7 @@ import click
 # Third-party libraries log import-time chatter on the root logger (Beam: "apitools not
 # found"); ours log on named loggers. Root records below ERROR are shown with -v only.
 ROOT_LOGGER = "root"
+HANDLER_NAME = "s2s-cli"
 PROGRESS_EVERY_S = 10.0
 SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "truncated")
 DEAD_LETTER_COLUMNS = ("doc_id", "reason", "detail", "raw")
@@ -35,13 +36,15 @@ class _QuietRoot(logging.Filter):
 
 
 def configure_logging(verbose: int) -> None:
+    """Log to stderr; replaces the handler an earlier call added, leaves others alone."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.set_name(HANDLER_NAME)
     if verbose == 0:
         handler.addFilter(_QuietRoot())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]
     root.setLevel(level)
     # Our own progress and accounting messages are worth seeing by default.
     logging.getLogger("pipeline").setLevel(min(level, logging.INFO))

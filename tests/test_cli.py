@@ -1,0 +1,141 @@
+"""The s2s command line through click's CliRunner: runs, tables, and every pre-flight error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import format_table, main
+from tests.conftest import make_texts
+from tests.pipeline_fixtures import write_lines
+
+FAST = ["--max_len", "5", "--beam_size", "2"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """An output directory of a finished run: 6 lines, one of them blank."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = write_lines(root / "in.txt", [*make_texts(5, seed=21), ""])
+    output = root / "out"
+    result = invoke(
+        "summarize", str(corpus), "--output", str(output), "--model", str(tiny_checkpoint),
+        "--max_dead_letter_fraction", "0.5", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return output
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_summarize_counts_a_blank_line_as_a_dead_letter(finished: Path) -> None:
+    manifest = json.loads((finished / "_SUCCESS.json").read_text())
+    assert manifest["counts"] == {"read": 6, "summarized": 5, "dead_lettered": 1}
+
+
+def test_summarize_reports_counts_and_where(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    corpus = write_lines(tmp_path / "in.txt", make_texts(3, seed=22))
+    output = tmp_path / "out"
+    result = invoke(
+        "summarize", "--output", str(output), str(corpus), "--model", str(tiny_checkpoint), *FAST
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 records: 3 summarized, 0 dead letters" in result.stdout
+    assert str(output) in result.stdout
+    assert (output / "_SUCCESS.json").exists()
+
+
+def test_show_prints_summaries_and_dead_letters(finished: Path) -> None:
+    result = invoke("show", str(finished), "--limit", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "6 records, 5 summarized, 1 dead letters" in lines[0]
+    assert lines[1].split() == ["doc_id", "summary", "score", "src_tokens", "truncated"]
+    assert len(lines) == 2 + 1 + 2  # run line, header, rule, two rows
+    dead = invoke("show", str(finished), "--dead-letters")
+    assert dead.exit_code == 0, dead.output
+    assert "empty_document" in dead.stdout and "in.txt:6" in dead.stdout
+
+
+def test_show_on_a_directory_without_output_fails_cleanly(tmp_path: Path) -> None:
+    result = invoke("show", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "holds no Parquet files" in result.output
+
+
+def test_format_table_cuts_long_cells() -> None:
+    table = format_table([{"a": "x" * 50, "b": 1.23456}], ("a", "b"), width=20)
+    header, rule, row = table.splitlines()
+    assert header.split() == ["a", "b"]
+    assert row.split() == ["x" * 19 + "…", "1.235"]
+    assert len(rule.split()[0]) == 20
+
+
+def _corrupt_model(tmp_path: Path, tiny_checkpoint: Path) -> Path:
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_checkpoint, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    return broken
+
+
+PREFLIGHT_ERRORS = {
+    "typo in a flag": (["--beam_sise", "3"], "unknown flag --beam_sise: did you mean --beam_size?"),
+    "bad flag value": (["--max_batch_tokens", "0"], "--max_batch_tokens: 0 must be at least 1"),
+    "bad choice": (["--device", "tpu"], "invalid choice: 'tpu'"),
+    "bad decode combination": (["--n_best", "5"], "bad decode flags: n_best=5"),
+    "missing model": (["--model", "{tmp}/nowhere"], "cannot load model {tmp}/nowhere"),
+    "corrupt model": (["--model", "{corrupt}"], "model.safetensors is not a readable"),
+    "glob matching nothing": (["--input", "{tmp}/none-*.txt"], "matches no file"),
+    "no output": (["--output", ""], "no output directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PREFLIGHT_ERRORS))
+def test_preflight_errors_are_one_line_before_any_work(
+    case: str, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    flags, message = PREFLIGHT_ERRORS[case]
+    values = {"tmp": str(tmp_path), "corrupt": str(_corrupt_model(tmp_path, tiny_checkpoint))}
+    corpus = write_lines(tmp_path / "in.txt", ["the package"])
+    output = tmp_path / "out"
+    base = [str(corpus), "--output", str(output), "--model", str(tiny_checkpoint)]
+    result = invoke("summarize", *base, *[f.format(**values) for f in flags])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("Error: ")
+    assert message.format(**values) in result.output
+    assert not output.exists(), "work started before the error"
+
+
+def test_finished_output_without_overwrite_is_a_preflight_error(finished: Path) -> None:
+    before = sorted(p.name for p in (finished / "summaries").iterdir())
+    result = invoke("summarize", "in.txt", "--output", str(finished))
+    assert result.exit_code == 2
+    assert "already holds a finished run" in result.output and "--overwrite" in result.output
+    assert sorted(p.name for p in (finished / "summaries").iterdir()) == before
+
+
+def test_summarize_help_lists_the_pipeline_flags() -> None:
+    result = invoke("summarize", "--help")
+    assert result.exit_code == 0
+    for flag in ("--input_format", "--max_batch_tokens", "--beam_size", "--no_ban_unk"):
+        assert flag in result.stdout
+
+
+def test_python_m_pipeline_fails_in_one_line_without_traceback(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--input", str(tmp_path / "none*"), "--output", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.strip().splitlines()[-1].startswith("Error: --input")
