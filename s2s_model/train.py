@@ -19,6 +19,7 @@ score has not improved for ``patience`` validations.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -53,6 +54,8 @@ CURVES_FILE = "curves.png"
 STATE_VERSION = 1
 # Seeds of the per-epoch batch order are seed * EPOCH_SEED_STRIDE + epoch.
 EPOCH_SEED_STRIDE = 100_003
+# What a resumed run may change: when to stop. Everything else comes from the run itself.
+RESUMABLE_FIELDS = ("max_epochs", "max_steps", "max_time", "patience")
 TRAIN_CURVE_EVERY = 50
 LOSS_EMA = 0.98
 
@@ -100,6 +103,7 @@ class TrainerState:
     bad_validations: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     train_curve: list[list[float]] = field(default_factory=list)
+    data_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -317,9 +321,11 @@ def _start(
     model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
     model = Seq2Seq(model_config).to(device)
     logger.info("model: %s parameters, %s", _parameter_count(model), model_config)
-    return _make_run(
+    run = _make_run(
         model, tokenizer, train_pairs, valid_pairs, output, config, decode, device, data_info
     )
+    run.state.data_digest = _data_digest(train_pairs)
+    return run
 
 
 def _resume(
@@ -345,7 +351,7 @@ def _resume(
             f"{output / LAST_DIR} is at step {checkpoint.metadata.get('step')} but {state_path}"
             f" at step {saved['state']['step']}: the run was interrupted while saving; start afresh"
         )
-    _warn_changed(TrainConfig.from_dict(saved["train_config"]), config)
+    config = _resumed_config(TrainConfig.from_dict(saved["train_config"]), config)
     if checkpoint.model_config != dataclasses.replace(
         model_config, vocab_size=checkpoint.model_config.vocab_size
     ):
@@ -363,6 +369,11 @@ def _resume(
         data_info,
     )
     run.state = TrainerState(**saved["state"])
+    if run.state.data_digest != _data_digest(train_pairs):
+        raise TrainingError(
+            f"the training pairs differ from those the run in {output} started with (same file,"
+            " fields and --limit are needed to resume); start a new run instead"
+        )
     _load_tensors(run, output / STATE_TENSORS_FILE, saved["param_groups"])
     logger.info("resumed at step %d (epoch %d)", run.state.step, run.state.epoch)
     return run
@@ -412,12 +423,21 @@ def _make_run(
     return run
 
 
-def _warn_changed(saved: TrainConfig, given: TrainConfig) -> None:
+def _resumed_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
+    """The run's own config, with the stopping rules of ``given`` (a resume may extend a run)."""
     for name, value in saved.to_dict().items():
-        if getattr(given, name) != value:
+        if name not in RESUMABLE_FIELDS and getattr(given, name) != value:
             logger.warning(
-                "resuming with %s=%r (the run started with %r)", name, getattr(given, name), value
+                "resuming keeps the run's %s=%r (ignoring %r)", name, value, getattr(given, name)
             )
+    return dataclasses.replace(saved, **{name: getattr(given, name) for name in RESUMABLE_FIELDS})
+
+
+def _data_digest(pairs: Sequence[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for text, summary in pairs:
+        digest.update(f"{len(text)}:{text}{len(summary)}:{summary}".encode())
+    return digest.hexdigest()[:16]
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -429,6 +449,9 @@ def _train(run: _Run, *, progress: bool) -> str:
     elapsed_before = run.state.elapsed
     bar = tqdm(total=run.horizon, initial=run.state.step, disable=not progress, unit="step")
     meter = _Meter()
+    stopped = _stop_reason(run, 0.0)
+    if stopped:
+        return stopped
     stopped = "max_epochs"
     try:
         for batch in _batches(run):

@@ -239,3 +239,18 @@ def test_copy_and_coverage_train(tmp_path: Path) -> None:
     result = fit(pairs, pairs, tmp_path, model_config=model, train_config=config, progress=False)
     assert math.isfinite(result.best["valid_nll"])
     assert load_checkpoint(result.best_dir).model_config.coverage
+
+
+def test_resume_keeps_the_runs_settings_but_not_its_stopping_rules(tmp_path: Path) -> None:
+    pairs = tiny_pairs(6)
+    first = tiny_train_config(max_steps=4, eval_every=4, valid_sample=1, seed=3)
+    fit(pairs, pairs, tmp_path, model_config=TINY_MODEL, train_config=first, progress=False)
+    longer = tiny_train_config(max_steps=8, eval_every=4, valid_sample=1, seed=99)
+    result = fit(pairs, pairs, tmp_path, model_config=TINY_MODEL, train_config=longer,
+                 resume=True, progress=False)  # fmt: skip
+    assert result.steps == 8
+    metadata = load_checkpoint(tmp_path / LAST_DIR).metadata
+    assert metadata["train_config"]["seed"] == 3 and metadata["train_config"]["max_steps"] == 8
+    with pytest.raises(TrainingError, match="training pairs differ"):
+        fit(pairs[:5], pairs, tmp_path, model_config=TINY_MODEL, train_config=longer,
+            resume=True, progress=False)  # fmt: skip

@@ -1,0 +1,442 @@
+"""``s2s train``, ``s2s evaluate`` and ``s2s corpus``: thin click layers over library functions.
+
+torch, rouge-score and pyarrow are imported inside the commands, so ``s2s --help`` stays fast.
+Errors a user can fix (bad files, bad fields, bad settings) become ``click.ClickException``: one
+line naming the problem, no traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+logger = logging.getLogger(__name__)
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+CONFIG_SECTIONS = ("model", "train", "decode")
+
+TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best checkpoint.
+
+\b
+  s2s train --train train.jsonl --valid valid.jsonl --output runs/m1
+  s2s train --train train.parquet --valid valid.parquet --output runs/m1 \\
+      --text-field description --summary-field synopsis --config recipe.json --max-time 45m
+  s2s train ... --output runs/m1 --resume        # continue an interrupted run
+
+Writes OUTPUT/best (the checkpoint to use: s2s summarize --model_path OUTPUT/best),
+OUTPUT/last with trainer_state.* (for --resume) and OUTPUT/curves.png. --config is a JSON
+object with optional "model", "train" and "decode" sections whose keys are the fields of
+ModelConfig, TrainConfig and DecodeConfig; flags given here override it.
+"""
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    """Seconds from '90', '90s', '45m' or '1.5h'."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration like 90s, 45m or 1.5h", param, ctx)
+        return float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+
+
+DURATION = _Duration()
+
+
+def _pair_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--text-field",
+            default="text",
+            show_default=True,
+            help="JSONL field / Parquet column holding the document",
+        ),
+        click.option(
+            "--summary-field",
+            default="summary",
+            show_default=True,
+            help="JSONL field / Parquet column holding the reference summary",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _read_pairs(path: str, text_field: str, summary_field: str, limit: int | None) -> list[Any]:
+    from pipeline.pairs import PairsError, read_pairs
+
+    try:
+        return read_pairs(path, text_field=text_field, summary_field=summary_field, limit=limit)
+    except PairsError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def load_config_file(path: str | None) -> dict[str, dict[str, Any]]:
+    """The sections of a ``--config`` JSON file; unknown sections are an error."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise click.ClickException(f"--config {path}: cannot read it as JSON ({err})") from None
+    if not isinstance(data, dict) or set(data) - set(CONFIG_SECTIONS):
+        raise click.ClickException(
+            f"--config {path}: must be a JSON object with sections among {CONFIG_SECTIONS}"
+        )
+    return {name: dict(data.get(name, {})) for name in CONFIG_SECTIONS}
+
+
+def build_configs(
+    sections: dict[str, dict[str, Any]], train_overrides: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """ModelConfig, TrainConfig and DecodeConfig from config-file sections plus flags."""
+    from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
+
+    train_values = {**sections.get("train", {}), **train_overrides}
+    try:
+        train_config = TrainConfig.from_dict(train_values)
+        model_values = {"vocab_size": train_config.vocab_size, **sections.get("model", {})}
+        model_config = ModelConfig.from_dict(model_values)
+        decode = DecodeConfig.from_dict(sections.get("decode", {}))
+    except (TypeError, ValueError) as err:
+        raise click.ClickException(f"bad configuration: {err}") from None
+    return model_config, train_config, decode
+
+
+@click.command(help=TRAIN_HELP)
+@click.option("--train", "train_path", required=True, help="training pairs: JSONL or Parquet")
+@click.option("--valid", "valid_path", required=True, help="validation pairs: JSONL or Parquet")
+@click.option("--output", required=True, help="run directory (best/, last/, curves.png)")
+@_pair_options
+@click.option("--config", "config_path", default=None, help="JSON recipe: model/train/decode")
+@click.option("--resume", is_flag=True, help="continue the run in --output where it stopped")
+@click.option("--max-time", type=DURATION, default=None, help="training budget: 90s, 45m, 1.5h")
+@click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="passes over data")
+@click.option("--seed", type=int, default=None, help="random seed (default: the config's)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N pairs")
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="where to train; 'auto' takes a GPU when there is one",
+)
+@click.option("--progress/--no-progress", default=True, help="show the progress bar")
+def train(
+    train_path: str,
+    valid_path: str,
+    output: str,
+    text_field: str,
+    summary_field: str,
+    threads: int | None,
+    config_path: str | None,
+    resume: bool,
+    max_time: float | None,
+    max_epochs: int | None,
+    seed: int | None,
+    limit: int | None,
+    device: str,
+    progress: bool,
+) -> None:
+    overrides = {"max_time": max_time, "max_epochs": max_epochs, "seed": seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    model_config, train_config, decode = build_configs(load_config_file(config_path), overrides)
+    _set_threads(threads)
+    train_pairs = _read_pairs(train_path, text_field, summary_field, limit)
+    valid_pairs = _read_pairs(valid_path, text_field, summary_field, None)
+    data_info = {
+        "train": train_path,
+        "valid": valid_path,
+        "text_field": text_field,
+        "summary_field": summary_field,
+        "limit": limit,
+    }
+    result = _fit(train_pairs, valid_pairs, output, model_config, train_config, decode, resume,
+                  device, data_info, progress)  # fmt: skip
+    scores = ", ".join(f"{k}={v:.3f}" for k, v in result.best.items() if isinstance(v, float))
+    click.echo(f"stopped ({result.stopped}) after {result.steps} updates, {result.elapsed:.0f} s")
+    click.echo(f"best checkpoint: {result.best_dir} (step {result.best.get('step')}: {scores})")
+
+
+def _fit(*args: Any) -> Any:
+    from s2s_model.checkpoint import CheckpointError
+    from s2s_model.train import TrainingError, fit
+
+    (train_pairs, valid_pairs, output, model_config, train_config, decode, resume, device,
+     data_info, progress) = args  # fmt: skip
+    try:
+        return fit(
+            train_pairs,
+            valid_pairs,
+            output,
+            model_config=model_config,
+            train_config=train_config,
+            decode=decode,
+            resume=resume,
+            device=device,
+            data_info=data_info,
+            progress=progress,
+        )
+    except (TrainingError, CheckpointError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+EVALUATE_HELP = """ROUGE of a model (or a predictions file) on TEST_FILE, next to the best lead-N.
+
+\b
+  s2s evaluate test.jsonl --model runs/m1/best
+  s2s evaluate test.jsonl                          # the bundled model
+  s2s evaluate test.parquet --predictions preds.txt --text-field description
+  s2s evaluate test.jsonl --model runs/m1/best --beam-size 5 --json-out scores.json
+
+ROUGE-1/2/L/Lsum F1 x 100 (rouge-score, Porter stemming; Lsum with one sentence per line).
+Lead-N takes the first N words of each document, with N chosen on TEST_FILE to maximise
+ROUGE-L. A predictions file is .txt (one summary per line, in TEST_FILE's order) or
+JSONL/Parquet with a --prediction-field column.
+"""
+
+_DECODE_HINTS: dict[str, Any] = {}
+
+
+def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """One --flag per DecodeConfig field, default None (= the model's saved setting)."""
+    from s2s_model.config import DecodeConfig
+
+    if not _DECODE_HINTS:
+        _DECODE_HINTS.update(typing.get_type_hints(DecodeConfig))
+    for field in reversed(dataclasses.fields(DecodeConfig)):
+        hint = _DECODE_HINTS[field.name]
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"decoding: {field.metadata['help']} (default: the model's)"
+        if hint is bool:
+            option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None,
+                                  help=help_text)  # fmt: skip
+        elif typing.get_origin(hint) is typing.Literal:
+            choice = click.Choice([str(a) for a in typing.get_args(hint)])
+            option = click.option(flag, field.name, type=choice, default=None, help=help_text)
+        else:
+            option = click.option(flag, field.name, type=hint, default=None, help=help_text)
+        function = option(function)
+    return function
+
+
+@click.command(help=EVALUATE_HELP)
+@click.argument("test_file")
+@click.option("--model", "model_path", default=None, help="checkpoint directory (default: bundled)")
+@click.option("--predictions", default=None, help="score this predictions file instead of a model")
+@click.option("--prediction-field", default="summary", show_default=True,
+              help="field of a JSONL/Parquet predictions file")  # fmt: skip
+@_pair_options
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="first N documents only")
+@click.option("--max-lead-words", type=click.IntRange(min=1), default=100, show_default=True,
+              help="largest N tried for the lead-N baseline")  # fmt: skip
+@click.option("--json-out", default=None, help="also write the report as JSON to this file")
+@click.option("--predictions-out", default=None, help="write the model's summaries here (.txt)")
+@_decode_options
+def evaluate(
+    test_file: str,
+    model_path: str | None,
+    predictions: str | None,
+    prediction_field: str,
+    text_field: str,
+    summary_field: str,
+    threads: int | None,
+    limit: int | None,
+    max_lead_words: int,
+    json_out: str | None,
+    predictions_out: str | None,
+    **decode_flags: Any,
+) -> None:
+    from s2s_model.evaluation import evaluate_predictions, format_report
+
+    if predictions and model_path:
+        raise click.UsageError("give --model or --predictions, not both")
+    pairs = _read_pairs(test_file, text_field, summary_field, limit)
+    sources, references = [p.text for p in pairs], [p.summary for p in pairs]
+    seconds = None
+    if predictions:
+        outputs = _read_predictions(predictions, prediction_field, len(pairs))
+    else:
+        _set_threads(threads)
+        outputs, seconds = _run_model(model_path, sources, decode_flags)
+    report = evaluate_predictions(references, outputs, sources=sources, seconds=seconds,
+                                  max_lead_words=max_lead_words)  # fmt: skip
+    _write_outputs(report, outputs, json_out, predictions_out, test_file)
+    click.echo(format_report(report, system_name="predictions" if predictions else "model"))
+
+
+def _read_predictions(path: str, field: str, expected: int) -> list[str]:
+    from pipeline.pairs import PairsError, read_texts
+
+    try:
+        outputs = read_texts(path, field=field)
+    except PairsError as err:
+        raise click.ClickException(str(err)) from None
+    if len(outputs) < expected:
+        raise click.ClickException(
+            f"{path} has {len(outputs)} predictions but the test file has {expected} documents"
+        )
+    return outputs[:expected]
+
+
+def _run_model(
+    model_path: str | None, sources: list[str], decode_flags: dict[str, Any]
+) -> tuple[list[str], float]:
+    from s2s_model.checkpoint import CheckpointError, load_checkpoint
+    from s2s_model.evaluation import summarize_all
+    from s2s_model.summarizer import BUNDLED_MODEL, Summarizer
+
+    path = model_path or str(BUNDLED_MODEL)
+    try:
+        checkpoint = load_checkpoint(path)
+        decode = dataclasses.replace(
+            checkpoint.decode, **{k: v for k, v in decode_flags.items() if v is not None}
+        )
+    except (CheckpointError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    # A model sees as many source tokens as it was trained on, unless it says nothing.
+    max_src = int(checkpoint.metadata.get("max_src_tokens", 400))
+    summarizer = Summarizer(checkpoint, max_src_tokens=max_src)
+    outputs, seconds = summarize_all(summarizer, sources, decode)
+    return outputs, seconds
+
+
+def _write_outputs(
+    report: Any,
+    outputs: list[str],
+    json_out: str | None,
+    predictions_out: str | None,
+    test_file: str,
+) -> None:
+    if json_out:
+        data = {"test_file": test_file, **report.to_dict()}
+        Path(json_out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if predictions_out:
+        text = "".join(" ".join(o.split()) + "\n" for o in outputs)
+        Path(predictions_out).write_text(text, encoding="utf-8")
+
+
+# --- corpus -------------------------------------------------------------------------------------
+
+
+@click.group()
+def corpus() -> None:
+    """Build training corpora."""
+
+
+DEBIAN_HELP = """Build (description -> synopsis) pairs from Debian's package descriptions.
+
+\b
+  s2s corpus debian data/debian                  # from apt's lists (see below)
+  s2s corpus debian data/debian --from-jsonl debian_descriptions.jsonl.gz
+
+Reads apt's Translation-en and Packages indexes (fetch them with
+`apt-get -o Acquire::Languages=en update`), or an extracted JSONL file. Deduplicates by
+Description-md5 and by description, splits by a hash of the source package, and writes
+OUT_DIR/{train,valid,test}.jsonl (fields md5, package, source, synopsis, description) and
+OUT_DIR/corpus_info.json. Train with --text-field description --summary-field synopsis.
+"""
+
+
+@corpus.command(help=DEBIAN_HELP)
+@click.argument("out_dir")
+@click.option("--from-jsonl", default=None, help="extracted records (md5, package, source, ...)")
+@click.option("--translation", multiple=True, help="a Translation-en index file (repeatable)")
+@click.option("--packages", multiple=True, help="a Packages index file, for source names")
+@click.option("--lists-dir", default="/var/lib/apt/lists", show_default=True,
+              help="where apt keeps its indexes")  # fmt: skip
+@click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="share of source-package hash buckets in the test split")  # fmt: skip
+@click.option("--valid-fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="share of source-package hash buckets in the validation split")  # fmt: skip
+def debian(
+    out_dir: str,
+    from_jsonl: str | None,
+    translation: tuple[str, ...],
+    packages: tuple[str, ...],
+    lists_dir: str,
+    test_fraction: float,
+    valid_fraction: float,
+) -> None:
+    from pipeline import corpus as debian_corpus
+
+    try:
+        records, inputs = _debian_records(from_jsonl, translation, packages, lists_dir)
+        info = debian_corpus.write_corpus(records, out_dir, inputs=inputs,
+                                          test_fraction=test_fraction,
+                                          valid_fraction=valid_fraction)  # fmt: skip
+    except (debian_corpus.CorpusError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    counts = ", ".join(f"{k} {v['records']:,}" for k, v in info["splits"].items())
+    click.echo(f"{info['records_kept']:,} pairs from {info['records_read']:,} records: {counts}")
+    click.echo(f"wrote {out_dir}/{{train,valid,test}}.jsonl and corpus_info.json")
+
+
+def _debian_records(
+    from_jsonl: str | None,
+    translation: tuple[str, ...],
+    packages: tuple[str, ...],
+    lists_dir: str,
+) -> tuple[list[Any], list[str]]:
+    from pipeline import corpus as debian_corpus
+
+    if from_jsonl:
+        return debian_corpus.descriptions_from_jsonl(from_jsonl), [from_jsonl]
+    if translation:
+        translations, package_files = [Path(t) for t in translation], [Path(p) for p in packages]
+    else:
+        translations, package_files = debian_corpus.find_apt_lists(lists_dir)
+        if packages:
+            package_files = [Path(p) for p in packages]
+    records = debian_corpus.descriptions_from_apt(translations, package_files)
+    return records, [str(p) for p in [*translations, *package_files]]
+
+
+@corpus.command()
+@click.argument("split_file")
+@click.argument("out_dir")
+@click.option("--docs", type=click.IntRange(min=1), default=400, show_default=True,
+              help="documents in all")  # fmt: skip
+@click.option("--shards", type=click.IntRange(min=1), default=4, show_default=True,
+              help="files; even ones JSONL, odd ones plain lines")  # fmt: skip
+def sample(split_file: str, out_dir: str, docs: int, shards: int) -> None:
+    """A small demo corpus from a split file written by `s2s corpus debian`."""
+    from pipeline import corpus as debian_corpus
+
+    try:
+        records = debian_corpus.descriptions_from_jsonl(split_file)
+        written = debian_corpus.write_sample(records, out_dir, docs=docs, shards=shards)
+    except (debian_corpus.CorpusError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {min(docs, len(records))} documents in {len(written)} shards to {out_dir}")

@@ -1,0 +1,216 @@
+"""``s2s train``, ``s2s evaluate`` and ``s2s corpus`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.train_commands import DURATION, corpus, evaluate, train
+from s2s_model import load_checkpoint
+from tests.conftest import make_texts
+
+TINY_RECIPE = {
+    "model": {"embed_dim": 16, "hidden_size": 16, "num_layers": 1, "copy": True},
+    "train": {
+        "vocab_size": 64,
+        "batch_tokens": 400,
+        "max_steps": 12,
+        "eval_every": 6,
+        "valid_sample": 3,
+        "warmup_steps": 2,
+    },
+    "decode": {"beam_size": 2, "max_len": 8},
+}
+
+
+def write_pairs(path: Path, count: int, seed: int = 0) -> Path:
+    with open(path, "w", encoding="utf-8") as handle:
+        for text in make_texts(count, seed=seed, min_words=5):
+            summary = " ".join(text.split()[:3])
+            handle.write(json.dumps({"description": text, "synopsis": summary}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_pairs(root / "train.jsonl", 30)
+    write_pairs(root / "valid.jsonl", 4, seed=1)
+    write_pairs(root / "test.jsonl", 5, seed=2)
+    (root / "recipe.json").write_text(json.dumps(TINY_RECIPE), encoding="utf-8")
+    return root
+
+
+FIELDS = ["--text-field", "description", "--summary-field", "synopsis"]
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path) -> Path:
+    """A run directory made by `s2s train`."""
+    output = data / "run"
+    result = CliRunner().invoke(
+        train,
+        ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
+         "--output", str(output), "--config", str(data / "recipe.json"), "--threads", "1",
+         "--no-progress", "--seed", "7", *FIELDS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "stopped (max_steps) after 12 updates" in result.output
+    return output
+
+
+def test_train_writes_a_loadable_best_checkpoint(trained: Path) -> None:
+    checkpoint = load_checkpoint(trained / "best")
+    assert checkpoint.model_config.copy and checkpoint.model_config.hidden_size == 16
+    assert checkpoint.decode.beam_size == 2
+    assert checkpoint.metadata["train_config"]["seed"] == 7
+    assert checkpoint.metadata["data"]["text_field"] == "description"
+    assert (trained / "curves.png").is_file()
+
+
+def test_train_resume_and_refusal_to_overwrite(trained: Path, data: Path) -> None:
+    args = ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
+            "--output", str(trained), "--config", str(data / "recipe.json"), "--no-progress",
+            *FIELDS]  # fmt: skip
+    again = CliRunner().invoke(train, args)
+    assert again.exit_code == 1
+    assert "already holds a training run: pass --resume" in again.output
+    assert "Traceback" not in again.output
+    # The recipe's max_steps (12) is reached already: resuming does no more updates.
+    resumed = CliRunner().invoke(train, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "after 12 updates" in resumed.output
+
+
+def test_evaluate_a_model_prints_the_table_and_writes_json(trained: Path, data: Path) -> None:
+    report_path = data / "report.json"
+    predictions_path = data / "preds.txt"
+    result = CliRunner().invoke(
+        evaluate,
+        [str(data / "test.jsonl"), "--model", str(trained / "best"), "--beam-size", "1",
+         "--json-out", str(report_path), "--predictions-out", str(predictions_path), *FIELDS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "R-Lsum" in result.output and "lead-" in result.output and "docs/s" in result.output
+    report = json.loads(report_path.read_text())
+    assert report["n_docs"] == 5 and report["docs_per_second"] > 0
+    assert report["lead"]["n"] == 3  # references are the first three words
+    assert report["lead"]["scores"]["rougeL"] == pytest.approx(100.0)
+    assert len(predictions_path.read_text().splitlines()) == 5
+
+
+def test_evaluate_a_predictions_file(data: Path) -> None:
+    lines = (data / "test.jsonl").read_text().splitlines()
+    references = [json.loads(line)["synopsis"] for line in lines]
+    predictions = data / "perfect.txt"
+    predictions.write_text("\n".join([*references[:4], "nothing alike"]) + "\n")
+    report_path = data / "perfect.json"
+    result = CliRunner().invoke(
+        evaluate,
+        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json-out",
+         str(report_path), *FIELDS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    system = json.loads(report_path.read_text())["system"]
+    assert system["rouge1"] == pytest.approx(80.0)  # 4 perfect documents of 5
+    assert "predictions" in result.output
+
+
+def test_evaluate_errors_are_one_line(data: Path, tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("one\n")
+    cases = [
+        (["--predictions", str(short)], "has 1 predictions but the test file has 5"),
+        (["--model", str(tmp_path / "nope")], "does not exist"),
+        (["--model", "x", "--predictions", str(short)], "not both"),
+    ]
+    for extra, message in cases:
+        result = CliRunner().invoke(evaluate, [str(data / "test.jsonl"), *extra, *FIELDS])
+        assert result.exit_code in (1, 2), result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
+
+
+def test_bad_training_record_is_reported_with_its_number(data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    lines = (data / "train.jsonl").read_text().splitlines()
+    lines[4] = json.dumps({"description": "text but no synopsis"})
+    bad.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(
+        train,
+        ["--train", str(bad), "--valid", str(data / "valid.jsonl"), "--output",
+         str(tmp_path / "out"), *FIELDS],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "bad.jsonl: record 5 has no field 'synopsis'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_configuration_is_a_clean_error(data: Path, tmp_path: Path) -> None:
+    base = ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
+            "--output", str(tmp_path / "out"), *FIELDS]  # fmt: skip
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"train": {"lr": -1}}))
+    result = CliRunner().invoke(train, [*base, "--config", str(recipe)])
+    assert result.exit_code == 1 and "bad configuration: lr=-1 must be > 0" in result.output
+    recipe.write_text(json.dumps({"optimizer": {}}))
+    result = CliRunner().invoke(train, [*base, "--config", str(recipe)])
+    assert result.exit_code == 1 and "sections among" in result.output
+    result = CliRunner().invoke(train, [*base, "--max-time", "soon"])
+    assert result.exit_code == 2 and "not a duration" in result.output
+
+
+def test_durations() -> None:
+    assert DURATION.convert("90", None, None) == 90.0
+    assert DURATION.convert("45m", None, None) == 2700.0
+    assert DURATION.convert("1.5h", None, None) == 5400.0
+
+
+TRANSLATION = """\
+Package: libfoo1
+Description-md5: 00000000000000000000000000000001
+Description-en: library for foo
+ Foo is a library.
+
+Package: libfoo-dev
+Description-md5: 00000000000000000000000000000002
+Description-en: library for foo - development files
+ Foo is a library.
+ .
+ Development files.
+"""
+
+
+def test_corpus_debian_from_apt_files(tmp_path: Path) -> None:
+    translation = tmp_path / "Translation-en.gz"
+    with gzip.open(translation, "wt") as handle:
+        handle.write(TRANSLATION)
+    packages = tmp_path / "Packages"
+    packages.write_text("Package: libfoo1\nSource: foo\n\nPackage: libfoo-dev\nSource: foo\n")
+    out = tmp_path / "corpus"
+    result = CliRunner().invoke(
+        corpus,
+        ["debian", str(out), "--translation", str(translation), "--packages", str(packages)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 pairs from 2 records" in result.output
+    rows = [json.loads(line) for name in ("train", "valid", "test")
+            for line in (out / f"{name}.jsonl").read_text().splitlines()]  # fmt: skip
+    assert {r["source"] for r in rows} == {"foo"}
+    assert sorted(r["synopsis"] for r in rows)[0] == "library for foo"
+
+    sample = CliRunner().invoke(corpus, ["sample", str(out / "train.jsonl"), str(tmp_path / "s")])
+    assert sample.exit_code == 0, sample.output
+
+
+def test_corpus_debian_without_apt_lists_says_how_to_get_them(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        corpus, ["debian", str(tmp_path / "c"), "--lists-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "apt-get -o Acquire::Languages=en update" in result.output
+    assert "Traceback" not in result.output
