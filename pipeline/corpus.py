@@ -334,14 +334,15 @@ def write_sample(
     docs: int,
     shards: int,
 ) -> list[Path]:
-    """A demo corpus: the first ``docs`` records in ``shards`` shards, alternating formats.
+    """A demo corpus: ``docs`` records evenly spaced through ``records``, in ``shards`` shards.
 
     Even shards are JSONL (``id``, ``text``, ``summary``: the synopsis as a reference); odd ones
     are plain text, one description per line (its paragraphs joined by spaces).
     """
     if docs < 1 or shards < 1:
         raise CorpusError(f"docs={docs} and shards={shards} must be at least 1")
-    chosen = list(records[:docs])
+    stride = max(1, len(records) // docs)
+    chosen = list(records[::stride][:docs])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

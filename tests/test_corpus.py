@@ -204,9 +204,11 @@ def test_write_sample_alternates_jsonl_and_lines(tmp_path: Path) -> None:
     records = [
         Description(str(i), f"p{i}", f"p{i}", f"syn {i}", f"para {i}\nmore {i}") for i in range(9)
     ]
-    written = write_sample(records, tmp_path, docs=7, shards=3)
+    written = write_sample(records, tmp_path, docs=4, shards=3)
     assert [p.name for p in written] == ["part-00000.jsonl", "part-00001.txt", "part-00002.jsonl"]
+    # Every second record (9 // 4 = 2), dealt round-robin: p0 p6 | p2 | p4.
     first = [json.loads(line) for line in written[0].read_text().splitlines()]
     assert first[0] == {"id": "p0", "text": "para 0\nmore 0", "summary": "syn 0"}
-    assert [r["id"] for r in first] == ["p0", "p3", "p6"]
-    assert written[1].read_text().splitlines() == ["para 1 more 1", "para 4 more 4"]
+    assert [r["id"] for r in first] == ["p0", "p6"]
+    assert written[1].read_text().splitlines() == ["para 2 more 2"]
+    assert json.loads(written[2].read_text())["id"] == "p4"
