@@ -1,0 +1,171 @@
+"""Seq2SeqModelHandler called directly, then inside a TestPipeline through SummarizeDocuments."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.model_handler import (
+    InferenceFailure,
+    Seq2SeqModelHandler,
+    padding_efficiency,
+    token_batches,
+)
+from pipeline.sources import Document
+from pipeline.transforms import SUMMARIES, SummarizeDocuments, summary_row
+from s2s_model import DecodeConfig, Summarizer, Summary
+from tests.conftest import make_texts
+
+DECODE = DecodeConfig(beam_size=2, max_len=5)
+POISON = "poison"
+
+
+def test_token_batches_sort_longest_first_within_budget() -> None:
+    lengths = [3, 10, 4, 9, 1, 10]
+    batches = token_batches(lengths, max_batch_tokens=20)
+    assert batches == [[1, 5], [3, 2], [0, 4]]
+    for batch in batches:
+        assert max(lengths[i] for i in batch) * len(batch) <= 20
+    assert token_batches([50, 1], max_batch_tokens=20) == [[0], [1]]  # too long: alone
+
+
+def test_padding_efficiency() -> None:
+    assert padding_efficiency([4, 4]) == 1.0
+    assert padding_efficiency([4, 2]) == 0.75
+    assert padding_efficiency([]) == 1.0
+
+
+class FakeSummarizer:
+    """Counts tokens as words (none in U+200B); fails any batch holding POISON."""
+
+    fingerprint = "fake"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(re.findall(r"\w+", text))
+
+    def summarize(self, texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+        self.calls.append(len(texts))
+        if any(POISON in t for t in texts):
+            raise RuntimeError("cannot summarize poison")
+        return [Summary(t.split()[0], -1.0, [5], [(t.split()[0], -1.0)], 1, False) for t in texts]
+
+
+def _docs(texts: Sequence[str]) -> list[Document]:
+    return [Document(f"d{i}", "src", text) for i, text in enumerate(texts)]
+
+
+def test_a_failing_batch_is_split_until_only_the_bad_document_fails() -> None:
+    handler = Seq2SeqModelHandler(max_batch_tokens=1000, batch_window=64)
+    model = FakeSummarizer()
+    texts = [f"word{i} and more" for i in range(15)] + [f"{POISON} pill here"]
+    results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
+    assert sorted(r.example.doc_id for r in results) == sorted(f"d{i}" for i in range(16))
+    failed = [r for r in results if isinstance(r.inference, InferenceFailure)]
+    assert [r.example.text for r in failed] == [f"{POISON} pill here"]
+    assert failed[0].inference.reason == "inference_error"
+    assert "cannot summarize poison" in failed[0].inference.detail
+    assert len(model.calls) <= 1 + 2 * 4  # halving, not one retry per document
+    assert all(r.model_id == "fake" for r in results)
+
+
+def test_documents_without_tokens_are_not_sent_to_the_model() -> None:
+    handler = Seq2SeqModelHandler()
+    model = FakeSummarizer()
+    results = list(handler.run_inference(_docs(["\u200b", "real text"]), model))  # type: ignore[arg-type]
+    assert [r.inference.reason for r in results if isinstance(r.inference, InferenceFailure)] == [
+        "empty_document"
+    ]
+    assert model.calls == [1]
+
+
+def test_batches_follow_the_token_budget() -> None:
+    handler = Seq2SeqModelHandler(max_batch_tokens=12)
+    model = FakeSummarizer()
+    texts = ["a b c d", "a", "a b c d e f", "a b", "a b c", "a b c d e f"]
+    list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
+    assert model.calls == [2, 3, 1]  # [6, 6] [4, 3, 2] [1]
+
+
+def test_handler_is_small_to_pickle_and_validates_settings() -> None:
+    handler = Seq2SeqModelHandler("/models/x", decode=DECODE, threads=2, batch_window=32)
+    assert len(pickle.dumps(handler)) < 4096
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 32, "max_batch_size": 32}
+    assert handler._env_vars == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    with pytest.raises(ValueError, match="device='tpu'"):
+        Seq2SeqModelHandler(device="tpu")
+    with pytest.raises(ValueError, match="threads=0"):
+        Seq2SeqModelHandler(threads=0)
+
+
+def test_real_model_gives_what_the_summarizer_gives_alone(tiny_checkpoint: Path) -> None:
+    handler = Seq2SeqModelHandler(
+        str(tiny_checkpoint), decode=DECODE, device="cpu", max_batch_tokens=60
+    )
+    model = handler.load_model()
+    texts = make_texts(9, seed=31)
+    results = list(handler.run_inference(_docs(texts), model))
+    by_id = {r.example.doc_id: r.inference for r in results}
+    alone = Summarizer.load(tiny_checkpoint)
+    for i, text in enumerate(texts):
+        (expected,) = alone.summarize([text], DECODE)
+        assert by_id[f"d{i}"].tokens == expected.tokens
+        assert by_id[f"d{i}"].score == pytest.approx(expected.score, abs=1e-4)
+    assert {r.model_id for r in results} == {alone.fingerprint}
+
+
+class PoisonedHandler(Seq2SeqModelHandler):
+    """The real model, made to fail on POISON documents (as a broken input would)."""
+
+    def load_model(self) -> Summarizer:
+        model = super().load_model()
+        summarize = model.summarize
+
+        def poisoned(texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+            if any(POISON in t for t in texts):
+                raise RuntimeError("poisoned")
+            return summarize(texts, decode)
+
+        model.summarize = poisoned  # type: ignore[method-assign]
+        return model
+
+
+def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
+    texts = make_texts(7, seed=32)
+    docs = [*_docs(texts), Document("blank", "src", "  \n"), Document("bad", "src", f"{POISON} x")]
+    alone = Summarizer.load(tiny_checkpoint)
+    expected_rows = [
+        summary_row(doc, summary, alone.fingerprint, with_n_best=False)
+        for doc, summary in zip(docs, alone.summarize(texts, DECODE), strict=False)
+    ]
+    handler = PoisonedHandler(str(tiny_checkpoint), decode=DECODE, device="cpu", batch_window=4)
+    with BeamPipeline() as p:
+        out = p | beam.Create(docs) | SummarizeDocuments(handler, with_n_best=False)
+        rows = out[SUMMARIES] | "Rounded" >> beam.Map(
+            lambda row: {**row, "score": round(row["score"], 3)}
+        )
+        dead = out["dead_letter"] | beam.Map(lambda d: (d.doc_id, d.reason, d.detail))
+        assert_that(
+            rows,
+            equal_to([{**r, "score": round(r["score"], 3)} for r in expected_rows]),
+            label="Rows",
+        )
+        assert_that(
+            dead,
+            equal_to(
+                [
+                    ("blank", "empty_document", "document is empty or whitespace only"),
+                    ("bad", "inference_error", "RuntimeError: poisoned"),
+                ]
+            ),
+            label="DeadLetters",
+        )

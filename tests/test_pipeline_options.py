@@ -1,0 +1,74 @@
+"""SummarizeOptions: flags defined once, decode flags mirroring DecodeConfig, strict parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline.options import (
+    OptionsError,
+    SummarizeOptions,
+    format_flags_help,
+    inputs_as_flags,
+    parse_options,
+)
+from s2s_model import DecodeConfig
+
+
+def test_every_decode_field_is_a_flag_with_its_help() -> None:
+    help_text = " ".join(format_flags_help().split())
+    for field in dataclasses.fields(DecodeConfig):
+        assert f"--{field.name}" in help_text
+        assert " ".join(field.metadata["help"].split()) in help_text
+
+
+def test_decode_overrides_hold_only_the_flags_given() -> None:
+    options = parse_options(["--beam_size", "3", "--length_penalty", "wu", "--no_ban_unk"])
+    assert options.decode_overrides() == {"beam_size": 3, "length_penalty": "wu", "ban_unk": False}
+    assert parse_options(["--ban_unk"]).decode_overrides() == {"ban_unk": True}
+    assert parse_options([]).decode_overrides() == {}
+    config = DecodeConfig.from_dict({**DecodeConfig().to_dict(), **options.decode_overrides()})
+    assert config.beam_size == 3 and config.length_penalty == "wu"
+
+
+def test_defaults_and_repeated_inputs() -> None:
+    options = parse_options(["--input", "a/*", "--input", "b.jsonl"]).view_as(SummarizeOptions)
+    assert options.input == ["a/*", "b.jsonl"]
+    assert (options.input_format, options.device, options.torch_threads) == ("auto", "auto", 1)
+    assert options.max_batch_tokens == 6000 and not options.overwrite
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--beam_sise", "3"], "unknown flag --beam_sise: did you mean --beam_size?"),
+        (["--max_batch_token=5"], "did you mean --max_batch_tokens?"),
+        (["--torch_threads", "0"], "argument --torch_threads: 0 must be at least 1"),
+        (["--max_dead_letter_fraction", "1.5"], "1.5 must be between 0 and 1"),
+        (["--length_penalty", "huge"], "invalid choice: 'huge'"),
+        (["--max_len", "ten"], "invalid int value: 'ten'"),
+        (["--direct_num_workers", "two"], "argument --direct_num_workers"),
+    ],
+)
+def test_bad_flags_raise_one_line_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(OptionsError) as caught:
+        parse_options(argv)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_beam_flags_and_runner_specific_flags_pass_through() -> None:
+    options = parse_options(["--runner", "PortableRunner", "--flink_conf_dir=/etc/flink"])
+    assert options.get_all_options()["runner"] == "PortableRunner"
+
+
+def test_positional_inputs_become_input_flags() -> None:
+    tokens = ["a.txt", "--output", "out", "b/*.gz", "--overwrite", "--beam_size", "3", "c"]
+    assert inputs_as_flags(tokens) == [
+        "--input", "a.txt", "--input", "b/*.gz", "--input", "c",
+        "--output", "out", "--overwrite", "--beam_size", "3",
+    ]  # fmt: skip
+    assert inputs_as_flags(["--output=out", "--unknown_switch", "x"]) == [
+        "--input", "x", "--output=out", "--unknown_switch",
+    ]  # fmt: skip
