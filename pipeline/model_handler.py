@@ -4,13 +4,15 @@ Cheap to pickle: ``__init__`` keeps paths and settings; ``load_model`` does the 
 per worker process (Beam shares the loaded model between the process's threads).
 
 Batching. RunInference hands us windows of up to ``batch_window`` documents (plain
-``BatchElements`` with a fixed size, so memory per worker stays bounded). Each window is sorted
-longest first and cut into model batches whose padded size (documents x longest source) stays
-within ``max_batch_tokens``, the same rule the Summarizer applies, so each call below is one
-tensor batch and the padding we report is the padding the model sees. We do not use
-``SortAndBatchElements``: it buffers a whole bundle (a whole shard here) before emitting anything.
+``BatchElements`` with a fixed size, so memory per worker stays bounded) and each window goes to
+the Summarizer in one call: it sorts the window longest first and streams it through an active
+batch of at most ``max_batch_tokens`` (documents x longest source), refilling the rows of
+finished documents with waiting ones. We do not use ``SortAndBatchElements``: it buffers a whole
+bundle (here a whole shard) before emitting anything. The padding we report is that of the
+window cut into fixed length-sorted batches within the budget: an upper bound on what the
+refilling search pads.
 
-Failures. RunInference's own exception handling fails a whole batch; instead a failing batch is
+Failures. RunInference's own exception handling fails a whole batch; instead a failing window is
 split in halves and retried, down to single documents, so only the document that really fails
 becomes an ``InferenceFailure`` (and then a dead letter), and an out-of-memory batch is retried
 in smaller pieces.
@@ -79,11 +81,9 @@ def token_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[in
     return batches
 
 
-def padding_efficiency(lengths: Sequence[int]) -> float:
-    """Real tokens / padded tokens of one batch (1.0: no padding)."""
-    if not lengths:
-        return 1.0
-    return sum(lengths) / (len(lengths) * max(lengths))
+def padded_tokens(lengths: Sequence[int], max_batch_tokens: int) -> int:
+    """Source tokens, padding included, of ``lengths`` cut into ``token_batches``."""
+    return sum(len(batch) * lengths[batch[0]] for batch in token_batches(lengths, max_batch_tokens))
 
 
 def local_checkpoint(path: str) -> str:
@@ -115,6 +115,8 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
         max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         batch_window: int = DEFAULT_BATCH_WINDOW,
+        refill: bool = True,
+        quantize: str = "none",
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device={device!r}: choose one of {DEVICES}")
@@ -133,10 +135,13 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
         )
         self._model_path = model_path
         self._decode = decode
-        self._device = device
+        # int8 layers run on the CPU only: 'auto' must not pick a GPU for them.
+        self._device = "cpu" if quantize == "int8" and device == "auto" else device
         self._threads = threads
         self._max_src_tokens = max_src_tokens
         self._max_batch_tokens = max_batch_tokens
+        self._refill = refill
+        self._quantize = quantize
 
     def load_model(self) -> Summarizer:
         path = None if self._model_path is None else local_checkpoint(self._model_path)
@@ -146,6 +151,8 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
             threads=self._threads,
             max_src_tokens=self._max_src_tokens,
             max_batch_tokens=self._max_batch_tokens,
+            refill=self._refill,
+            quantize=self._quantize,
         )
         logger.info(
             "loaded model %s (%s) on %s with %d torch thread(s)",
@@ -169,11 +176,9 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
                 yield PredictionResult(doc, NO_TOKENS, model.fingerprint)
         readable = [i for i, length in enumerate(lengths) if length]
         docs = [docs[i] for i in readable]
-        lengths = [lengths[i] for i in readable]
-        for indices in token_batches(lengths, self._max_batch_tokens):
-            chunk = [docs[i] for i in indices]
-            outcomes = self._timed_summarize(chunk, [lengths[i] for i in indices], model)
-            for doc, outcome in zip(chunk, outcomes, strict=True):
+        if docs:
+            outcomes = self._timed_summarize(docs, [lengths[i] for i in readable], model)
+            for doc, outcome in zip(docs, outcomes, strict=True):
                 yield PredictionResult(doc, outcome, model.fingerprint)
 
     def _timed_summarize(
@@ -184,11 +189,12 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
         latency_ms = int((time.perf_counter() - start) * 1000)
         Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms").update(latency_ms)
         Metrics.distribution(METRICS_NAMESPACE, "batch_documents").update(len(docs))
+        padded = padded_tokens(lengths, self._max_batch_tokens)
         Metrics.distribution(METRICS_NAMESPACE, "padding_efficiency_pct").update(
-            round(100 * padding_efficiency(lengths))
+            round(100 * sum(lengths) / padded)
         )
         Metrics.counter(METRICS_NAMESPACE, "tokens_in").inc(sum(lengths))
-        Metrics.counter(METRICS_NAMESPACE, "padded_tokens_in").inc(len(docs) * max(lengths))
+        Metrics.counter(METRICS_NAMESPACE, "padded_tokens_in").inc(padded)
         return outcomes
 
     def _summarize(

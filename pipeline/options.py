@@ -21,6 +21,7 @@ from s2s_model import DecodeConfig
 INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
 DEVICES = ("auto", "cpu", "cuda")
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
+QUANTIZE_KINDS = ("none", "int8")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_MAX_SRC_TOKENS = 400
 DEFAULT_MAX_BATCH_TOKENS = 6000
@@ -189,6 +190,21 @@ class SummarizeOptions(PipelineOptions):
             default=DEFAULT_BATCH_WINDOW,
             help="documents a worker buffers, sorts by length and cuts into batches; larger"
             " windows pad less and hold more in memory",
+        )
+        group.add_argument(
+            "--quantize",
+            choices=QUANTIZE_KINDS,
+            default="none",
+            help="'int8': dynamic int8 LSTM and linear layers on the CPU (faster, slightly"
+            " different scores)",
+        )
+        group.add_argument(
+            "--no_refill",
+            dest="refill",
+            action="store_false",
+            default=True,
+            help="decode in fixed batches instead of letting waiting documents take the rows"
+            " of finished ones (same summaries; for comparison)",
         )
         _add_decode_flags(parser.add_argument_group("decoding"))
         parser.add_argument(

@@ -148,7 +148,9 @@ def _check_output(output: str, overwrite: bool) -> None:
 def _load_model(options: SummarizeOptions) -> Summarizer:
     try:
         path = None if options.model is None else local_checkpoint(options.model)
-        return Summarizer.load(path, device="cpu", threads=options.torch_threads)
+        return Summarizer.load(
+            path, device="cpu", threads=options.torch_threads, quantize=options.quantize
+        )
     except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
         where = options.model or "the bundled model"
         raise PreflightError(f"cannot load model {where}: {_one_line(err)}") from None
@@ -168,6 +170,8 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         raise PreflightError("no input: give at least one file glob (--input PATTERN)")
     if not options.output:
         raise PreflightError("no output directory: pass --output DIR")
+    if options.quantize == "int8" and options.device == "cuda":
+        raise PreflightError("--quantize int8 runs on the CPU only: drop it or use --device cpu")
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
     shards = _count_shards(patterns)
@@ -209,6 +213,8 @@ def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: Decod
         max_src_tokens=opts.max_src_tokens,
         max_batch_tokens=opts.max_batch_tokens,
         batch_window=opts.batch_window,
+        refill=opts.refill,
+        quantize=opts.quantize,
     )
     with_n_best = decode.n_best > 1
     read = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
@@ -349,7 +355,12 @@ def _manifest(
     return {
         "manifest_version": MANIFEST_VERSION,
         **accounting,
-        "model": {"path": plan.model, "fingerprint": plan.fingerprint},
+        "model": {
+            "path": plan.model,
+            "fingerprint": plan.fingerprint,
+            "quantize": options.quantize,
+            "max_src_tokens": options.max_src_tokens,
+        },
         "decode": dataclasses.asdict(plan.decode),
         "runner": plan.runner,
         "inputs": plan.patterns,

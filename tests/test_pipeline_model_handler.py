@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.model_handler import (
     InferenceFailure,
     Seq2SeqModelHandler,
-    padding_efficiency,
+    padded_tokens,
     token_batches,
 )
 from pipeline.sources import Document
@@ -36,10 +36,10 @@ def test_token_batches_sort_longest_first_within_budget() -> None:
     assert token_batches([50, 1], max_batch_tokens=20) == [[0], [1]]  # too long: alone
 
 
-def test_padding_efficiency() -> None:
-    assert padding_efficiency([4, 4]) == 1.0
-    assert padding_efficiency([4, 2]) == 0.75
-    assert padding_efficiency([]) == 1.0
+def test_padded_tokens() -> None:
+    assert padded_tokens([4, 4], 100) == 8
+    assert padded_tokens([4, 2, 2], 8) == 2 * 4 + 1 * 2  # [4, 2] then [2]
+    assert padded_tokens([], 8) == 0
 
 
 class FakeSummarizer:
@@ -88,12 +88,13 @@ def test_documents_without_tokens_are_not_sent_to_the_model() -> None:
     assert model.calls == [1]
 
 
-def test_batches_follow_the_token_budget() -> None:
+def test_a_window_is_one_call_so_the_summarizer_can_refill_its_batch() -> None:
     handler = Seq2SeqModelHandler(max_batch_tokens=12)
     model = FakeSummarizer()
     texts = ["a b c d", "a", "a b c d e f", "a b", "a b c", "a b c d e f"]
-    list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
-    assert model.calls == [2, 3, 1]  # [6, 6] [4, 3, 2] [1]
+    results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
+    assert model.calls == [6]
+    assert [r.inference.text for r in results] == ["a"] * 6
 
 
 def test_handler_is_small_to_pickle_and_validates_settings() -> None:
