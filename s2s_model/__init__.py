@@ -10,7 +10,15 @@ from s2s_model.model import Seq2Seq, TeacherForced
 from s2s_model.search import Hypothesis, beam_search, greedy_search
 from s2s_model.state import DecoderState, Memory
 from s2s_model.summarizer import Summarizer, Summary
-from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from s2s_model.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    TextTokenizer,
+    Tokenizer,
+    WordTokenizer,
+)
 
 __all__ = [
     "BOS_ID",
@@ -28,7 +36,9 @@ __all__ = [
     "Summarizer",
     "Summary",
     "TeacherForced",
+    "TextTokenizer",
     "Tokenizer",
+    "WordTokenizer",
     "beam_search",
     "greedy_search",
     "load_checkpoint",

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_model
 
 from s2s_model.config import DecodeConfig, ModelConfig
 from s2s_model.model import Seq2Seq
-from s2s_model.tokenizer import Tokenizer
+from s2s_model.tokenizer import TextTokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
 @dataclass
 class Checkpoint:
     model: Seq2Seq
-    tokenizer: Tokenizer
+    tokenizer: TextTokenizer
     decode: DecodeConfig
     fingerprint: str
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +51,7 @@ class Checkpoint:
 def save_checkpoint(
     directory: str | os.PathLike[str],
     model: Seq2Seq,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     *,
     decode: DecodeConfig | None = None,
     metadata: dict[str, Any] | None = None,
@@ -71,7 +71,7 @@ def save_checkpoint(
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.config.to_dict(),
-            "tokenizer": {"kind": "sentencepiece", "vocab_size": tokenizer.vocab_size},
+            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
             "decode": (decode or DecodeConfig()).to_dict(),
             "metadata": metadata or {},
         }
@@ -102,7 +102,8 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: str = "cpu") -
         )
     config = _read_config(root / CONFIG_FILE)
     model_config = _model_config(root / CONFIG_FILE, config)
-    tokenizer = _read_tokenizer(root / TOKENIZER_FILE, model_config)
+    kind = str(config.get("tokenizer", {}).get("kind", "sentencepiece"))
+    tokenizer = _read_tokenizer(root / TOKENIZER_FILE, kind, model_config)
     model = Seq2Seq(model_config)
     _read_weights(root / WEIGHTS_FILE, model)
     model.to(device).eval()
@@ -157,13 +158,13 @@ def _model_config(path: Path, config: dict[str, Any]) -> ModelConfig:
         ) from None
 
 
-def _read_tokenizer(path: Path, model_config: ModelConfig) -> Tokenizer:
+def _read_tokenizer(path: Path, kind: str, model_config: ModelConfig) -> TextTokenizer:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; re-save it")
     try:
-        tokenizer = Tokenizer.from_bytes(path.read_bytes())
+        tokenizer = load_tokenizer(kind, path.read_bytes())
     except (RuntimeError, ValueError, OSError) as err:
-        raise CheckpointError(f"{path} is not a usable SentencePiece model ({err})") from None
+        raise CheckpointError(f"{path} is not a usable {kind} tokenizer ({err})") from None
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(
             f"{path} has {tokenizer.vocab_size} pieces but config.json says vocab_size="

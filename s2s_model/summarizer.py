@@ -14,7 +14,7 @@ from s2s_model.checkpoint import Checkpoint, load_checkpoint
 from s2s_model.config import DecodeConfig
 from s2s_model.quantize import quantize_model
 from s2s_model.search import Hypothesis, beam_search, search_documents
-from s2s_model.tokenizer import PAD_ID, Tokenizer
+from s2s_model.tokenizer import PAD_ID, TextTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Summarizer:
         self.device = device
         self.model = quantize_model(checkpoint.model.to(device).eval(), quantize, device)
         self.quantize = quantize
-        self.tokenizer: Tokenizer = checkpoint.tokenizer
+        self.tokenizer: TextTokenizer = checkpoint.tokenizer
         self.decode: DecodeConfig = checkpoint.decode
         self.fingerprint: str = checkpoint.fingerprint
         self.metadata = checkpoint.metadata

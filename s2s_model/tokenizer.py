@@ -1,9 +1,14 @@
-"""SentencePiece tokenizer with the fixed special ids every other module relies on."""
+"""Tokenizers with the fixed special ids every other module relies on.
+
+Two kinds: SentencePiece (``Tokenizer``, what ``s2s train`` makes) and a word-level vocabulary
+(``WordTokenizer``, for models imported from OpenNMT-py, whose inputs are pre-tokenized text).
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import sentencepiece as spm
 
@@ -14,12 +19,33 @@ UNK_ID = 3
 SPECIAL_IDS = (PAD_ID, BOS_ID, EOS_ID, UNK_ID)
 MODEL_TYPES = ("unigram", "bpe")
 
+TOKENIZER_KINDS = ("sentencepiece", "words")
+
 # SentencePiece reads at most this many bytes per training sentence; longer ones are skipped.
 MAX_TRAIN_SENTENCE_BYTES = 16384
 
 
+class TextTokenizer(Protocol):
+    """What the model side needs from a tokenizer, whatever its kind."""
+
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def most_frequent(self, count: int) -> list[int]: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
 class Tokenizer:
-    """Encodes text to ids and back. Ids 0-3 are PAD, BOS, EOS and UNK whatever the model."""
+    """SentencePiece: text to ids and back. Ids 0-3 are PAD, BOS, EOS and UNK whatever the model."""
+
+    kind = "sentencepiece"
 
     def __init__(self, processor: spm.SentencePieceProcessor, model_bytes: bytes) -> None:
         ids = (processor.pad_id(), processor.bos_id(), processor.eos_id(), processor.unk_id())
@@ -104,3 +130,57 @@ class Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; special ids are dropped."""
         return str(self._sp.decode([int(i) for i in ids if i not in SPECIAL_IDS]))
+
+
+WORD_SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+class WordTokenizer:
+    """Whitespace tokens looked up in a fixed vocabulary (one token per id, specials first).
+
+    Inputs must be tokenized the way the vocabulary was built (OpenNMT-py models usually expect
+    pre-tokenized, often lower-cased text); unknown tokens become UNK.
+    """
+
+    kind = "words"
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        if tuple(tokens[: len(WORD_SPECIALS)]) != WORD_SPECIALS:
+            raise ValueError(f"a word vocabulary must start with {WORD_SPECIALS}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("a word vocabulary must not repeat a token")
+        if any(not t or any(c.isspace() for c in t) for t in tokens):
+            raise ValueError("word vocabulary tokens must be non-empty and hold no whitespace")
+        self._tokens = list(tokens)
+        self._ids = {token: i for i, token in enumerate(tokens)}
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WordTokenizer:
+        """One token per line, UTF-8; the line number is the id."""
+        return cls(data.decode("utf-8").split("\n")[:-1])
+
+    def to_bytes(self) -> bytes:
+        return "".join(f"{t}\n" for t in self._tokens).encode("utf-8")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return [self._ids.get(token, UNK_ID) for token in text.split()]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return " ".join(self._tokens[int(i)] for i in ids if int(i) not in SPECIAL_IDS)
+
+    def most_frequent(self, count: int) -> list[int]:
+        """Vocabularies are built most frequent first, so the first ordinary ids."""
+        return list(range(len(SPECIAL_IDS), min(self.vocab_size, len(SPECIAL_IDS) + count)))
+
+
+def load_tokenizer(kind: str, data: bytes) -> TextTokenizer:
+    """A tokenizer of ``kind`` ('sentencepiece' or 'words') from its saved bytes."""
+    if kind == "sentencepiece":
+        return Tokenizer.from_bytes(data)
+    if kind == "words":
+        return WordTokenizer.from_bytes(data)
+    raise ValueError(f"tokenizer kind {kind!r}: choose one of {TOKENIZER_KINDS}")

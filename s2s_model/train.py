@@ -357,6 +357,11 @@ def _resume(
     ):
         logger.warning("resuming with the saved model config %s", checkpoint.model_config)
     model = checkpoint.model.to(device).train()
+    if not isinstance(checkpoint.tokenizer, Tokenizer):
+        raise TrainingError(
+            f"{output / LAST_DIR} has a {checkpoint.tokenizer.kind} tokenizer:"
+            " training resumes SentencePiece checkpoints only"
+        )
     run = _make_run(
         model,
         checkpoint.tokenizer,
