@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
-CONFIG_SECTIONS = ("model", "train", "decode")
+CONFIG_SECTIONS = ("model", "train", "decode", "decode_candidates")
 
 TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best checkpoint.
 
@@ -35,7 +35,9 @@ TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best ch
 Writes OUTPUT/best (the checkpoint to use: s2s summarize --model_path OUTPUT/best),
 OUTPUT/last with trainer_state.* (for --resume) and OUTPUT/curves.png. --config is a JSON
 object with optional "model", "train" and "decode" sections whose keys are the fields of
-ModelConfig, TrainConfig and DecodeConfig; flags given here override it.
+ModelConfig, TrainConfig and DecodeConfig, and optionally "decode_candidates": a list of
+changes to "decode" to try on the validation sample after training (the best is saved with the
+model). Flags given here override the file.
 """
 
 
@@ -100,7 +102,7 @@ def _read_pairs(path: str, text_field: str, summary_field: str, limit: int | Non
         raise click.ClickException(str(err)) from None
 
 
-def load_config_file(path: str | None) -> dict[str, dict[str, Any]]:
+def load_config_file(path: str | None) -> dict[str, Any]:
     """The sections of a ``--config`` JSON file; unknown sections are an error."""
     if path is None:
         return {}
@@ -112,13 +114,21 @@ def load_config_file(path: str | None) -> dict[str, dict[str, Any]]:
         raise click.ClickException(
             f"--config {path}: must be a JSON object with sections among {CONFIG_SECTIONS}"
         )
-    return {name: dict(data.get(name, {})) for name in CONFIG_SECTIONS}
+    candidates = data.get("decode_candidates", [])
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise click.ClickException(
+            f"--config {path}: 'decode_candidates' must be a list of objects"
+        )
+    sections: dict[str, Any] = {name: dict(data.get(name, {})) for name in CONFIG_SECTIONS[:3]}
+    sections["decode_candidates"] = candidates
+    return sections
 
 
 def build_configs(
-    sections: dict[str, dict[str, Any]], train_overrides: dict[str, Any]
-) -> tuple[Any, Any, Any]:
-    """ModelConfig, TrainConfig and DecodeConfig from config-file sections plus flags."""
+    sections: dict[str, Any], train_overrides: dict[str, Any]
+) -> tuple[Any, Any, Any, list[Any]]:
+    """ModelConfig, TrainConfig, DecodeConfig and the decode candidates (each a set of changes
+    to the DecodeConfig) from config-file sections plus flags."""
     from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
 
     train_values = {**sections.get("train", {}), **train_overrides}
@@ -127,9 +137,13 @@ def build_configs(
         model_values = {"vocab_size": train_config.vocab_size, **sections.get("model", {})}
         model_config = ModelConfig.from_dict(model_values)
         decode = DecodeConfig.from_dict(sections.get("decode", {}))
+        candidates = [
+            DecodeConfig.from_dict({**decode.to_dict(), **changes})
+            for changes in sections.get("decode_candidates", [])
+        ]
     except (TypeError, ValueError) as err:
         raise click.ClickException(f"bad configuration: {err}") from None
-    return model_config, train_config, decode
+    return model_config, train_config, decode, candidates
 
 
 @click.command(help=TRAIN_HELP)
@@ -169,7 +183,8 @@ def train(
 ) -> None:
     overrides = {"max_time": max_time, "max_epochs": max_epochs, "seed": seed}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    model_config, train_config, decode = build_configs(load_config_file(config_path), overrides)
+    sections = load_config_file(config_path)
+    model_config, train_config, decode, candidates = build_configs(sections, overrides)
     _set_threads(threads)
     train_pairs = _read_pairs(train_path, text_field, summary_field, limit)
     valid_pairs = _read_pairs(valid_path, text_field, summary_field, None)
@@ -180,32 +195,31 @@ def train(
         "summary_field": summary_field,
         "limit": limit,
     }
-    result = _fit(train_pairs, valid_pairs, output, model_config, train_config, decode, resume,
-                  device, data_info, progress)  # fmt: skip
+    result = _fit(
+        train_pairs,
+        valid_pairs,
+        output,
+        model_config=model_config,
+        train_config=train_config,
+        decode=decode,
+        resume=resume,
+        device=device,
+        data_info=data_info,
+        decode_candidates=candidates,
+        progress=progress,
+    )
     scores = ", ".join(f"{k}={v:.3f}" for k, v in result.best.items() if isinstance(v, float))
     click.echo(f"stopped ({result.stopped}) after {result.steps} updates, {result.elapsed:.0f} s")
     click.echo(f"best checkpoint: {result.best_dir} (step {result.best.get('step')}: {scores})")
 
 
-def _fit(*args: Any) -> Any:
+def _fit(train_pairs: list[Any], valid_pairs: list[Any], output: str, **options: Any) -> Any:
+    """``s2s_model.train.fit`` with its user errors as one-line ClickExceptions."""
     from s2s_model.checkpoint import CheckpointError
     from s2s_model.train import TrainingError, fit
 
-    (train_pairs, valid_pairs, output, model_config, train_config, decode, resume, device,
-     data_info, progress) = args  # fmt: skip
     try:
-        return fit(
-            train_pairs,
-            valid_pairs,
-            output,
-            model_config=model_config,
-            train_config=train_config,
-            decode=decode,
-            resume=resume,
-            device=device,
-            data_info=data_info,
-            progress=progress,
-        )
+        return fit(train_pairs, valid_pairs, output, **options)
     except (TrainingError, CheckpointError) as err:
         raise click.ClickException(str(err)) from None
 

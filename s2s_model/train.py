@@ -146,6 +146,7 @@ def fit(
     resume: bool = False,
     device: str = "cpu",
     data_info: dict[str, Any] | None = None,
+    decode_candidates: Sequence[DecodeConfig] = (),
     progress: bool = True,
 ) -> FitResult:
     """Train a summarizer on ``train_pairs`` and keep the best checkpoint in ``output_dir/best``.
@@ -157,6 +158,8 @@ def fit(
         resume: continue the run in ``output_dir`` from its last checkpoint (model, optimizer,
             step, epoch position and RNG state), instead of starting afresh.
         data_info: a description of the data (files, fields, split) stored in the metadata.
+        decode_candidates: after training, the best checkpoint is decoded with ``decode`` and
+            each of these on the validation ROUGE sample, and saved with the best of them.
     """
     if not train_pairs or not valid_pairs:
         raise TrainingError(
@@ -174,6 +177,8 @@ def fit(
     )
     stopped = _train(run, progress=progress)
     _write_curves(run)
+    if decode_candidates and run.rouge_sample:
+        _save_best_decode(run, decode_candidates)
     best = next((h for h in run.state.history if h["step"] == run.state.best_step), {})
     logger.info("training stopped (%s) at step %d; best: %s", stopped, run.state.step, best)
     return FitResult(run.output / BEST_DIR, best, run.state.step, run.state.elapsed, stopped)
@@ -590,6 +595,46 @@ def validate(
         scores["decode_seconds"] = time.monotonic() - started
     model.train()
     return scores
+
+
+def choose_decode(
+    checkpoint: Checkpoint,
+    sample: Sequence[tuple[str, str]],
+    candidates: Sequence[DecodeConfig],
+    *,
+    max_src_tokens: int,
+    device: str = "cpu",
+) -> list[tuple[DecodeConfig, float]]:
+    """ROUGE-L of each candidate decoding on ``sample`` (text, summary), best first.
+
+    Ties keep the earlier candidate, so list the default first.
+    """
+    summarizer = Summarizer(checkpoint, device=device, max_src_tokens=max_src_tokens)
+    texts, references = [text for text, _ in sample], [summary for _, summary in sample]
+    scored = []
+    for index, decode in enumerate(candidates):
+        predictions = [s.text for s in summarizer.summarize(texts, decode)]
+        scored.append((rouge(references, predictions).rougeL, -index, decode))
+        logger.info("decoding %s: ROUGE-L %.2f", decode, scored[-1][0])
+    scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [(decode, score) for score, _, decode in scored]
+
+
+def _save_best_decode(run: _Run, candidates: Sequence[DecodeConfig]) -> None:
+    """Re-save the best checkpoint with the decoding that scores best on the ROUGE sample."""
+    best_dir = run.output / BEST_DIR
+    checkpoint = load_checkpoint(best_dir, device=run.device)
+    options = [checkpoint.decode, *(c for c in candidates if c != checkpoint.decode)]
+    ranked = choose_decode(
+        checkpoint, run.rouge_sample, options, max_src_tokens=run.config.max_src_tokens,
+        device=run.device,
+    )  # fmt: skip
+    metadata = dict(checkpoint.metadata)
+    metadata["decode_tuning"] = [{"decode": d.to_dict(), "rougeL": r} for d, r in ranked]
+    save_checkpoint(
+        best_dir, checkpoint.model, checkpoint.tokenizer, decode=ranked[0][0], metadata=metadata
+    )
+    logger.info("saved %s with decoding %s (ROUGE-L %.2f)", best_dir, ranked[0][0], ranked[0][1])
 
 
 def _valid_loss(

@@ -24,6 +24,7 @@ TINY_RECIPE = {
         "warmup_steps": 2,
     },
     "decode": {"beam_size": 2, "max_len": 8},
+    "decode_candidates": [{"length_penalty": "avg"}, {"beam_size": 1}],
 }
 
 
@@ -66,7 +67,10 @@ def trained(data: Path) -> Path:
 def test_train_writes_a_loadable_best_checkpoint(trained: Path) -> None:
     checkpoint = load_checkpoint(trained / "best")
     assert checkpoint.model_config.copy and checkpoint.model_config.hidden_size == 16
-    assert checkpoint.decode.beam_size == 2
+    tried = checkpoint.metadata["decode_tuning"]
+    assert len(tried) == 3 and checkpoint.decode.to_dict() == tried[0]["decode"]
+    assert tried[0]["rougeL"] >= max(t["rougeL"] for t in tried)
+    assert {t["decode"]["length_penalty"] for t in tried} == {"none", "avg"}
     assert checkpoint.metadata["train_config"]["seed"] == 7
     assert checkpoint.metadata["data"]["text_field"] == "description"
     assert (trained / "curves.png").is_file()
@@ -160,6 +164,9 @@ def test_bad_configuration_is_a_clean_error(data: Path, tmp_path: Path) -> None:
     recipe.write_text(json.dumps({"optimizer": {}}))
     result = CliRunner().invoke(train, [*base, "--config", str(recipe)])
     assert result.exit_code == 1 and "sections among" in result.output
+    recipe.write_text(json.dumps({"decode_candidates": [{"beam_size": 0}]}))
+    result = CliRunner().invoke(train, [*base, "--config", str(recipe)])
+    assert result.exit_code == 1 and "beam_size=0 must be at least 1" in result.output
     result = CliRunner().invoke(train, [*base, "--max-time", "soon"])
     assert result.exit_code == 2 and "not a duration" in result.output
 
