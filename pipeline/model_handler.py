@@ -12,6 +12,9 @@ bundle (here a whole shard) before emitting anything. The padding we report is t
 window cut into fixed length-sorted batches within the budget: an upper bound on what the
 refilling search pads.
 
+Dead letters of earlier steps pass through untouched (``inference`` is the DeadLetter itself):
+documents and dead letters share one stream so that no ``Flatten`` is needed (see sources.py).
+
 Failures. RunInference's own exception handling fails a whole batch; instead a failing window is
 split in halves and retried, down to single documents, so only the document that really fails
 becomes an ``InferenceFailure`` (and then a dead letter), and an out-of-memory batch is retried
@@ -39,7 +42,7 @@ from pipeline.options import (
     DEFAULT_MAX_SRC_TOKENS,
     DEVICES,
 )
-from pipeline.sources import Document
+from pipeline.sources import DeadLetter, Document, Record
 from s2s_model import DecodeConfig, Summarizer, Summary
 
 logger = logging.getLogger(__name__)
@@ -101,9 +104,9 @@ def local_checkpoint(path: str) -> str:
     return target
 
 
-class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
-    """Documents -> PredictionResult(example=Document, inference=Summary | InferenceFailure,
-    model_id=the model's fingerprint)."""
+class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
+    """Records -> PredictionResult(example, inference, model_id=the model's fingerprint), where
+    inference is a Summary or InferenceFailure for a Document, and a DeadLetter unchanged."""
 
     def __init__(
         self,
@@ -165,11 +168,16 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
 
     def run_inference(
         self,
-        batch: Sequence[Document],
+        batch: Sequence[Record],
         model: Summarizer,
         inference_args: Mapping[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        docs = list(batch)
+        docs: list[Document] = []
+        for record in batch:
+            if isinstance(record, DeadLetter):
+                yield PredictionResult(record, record, model.fingerprint)
+            else:
+                docs.append(record)
         lengths = [model.count_tokens(doc.text) for doc in docs]
         for doc, length in zip(docs, lengths, strict=True):
             if not length:
@@ -210,8 +218,8 @@ class Seq2SeqModelHandler(ModelHandler[Document, PredictionResult, Summarizer]):
             half = len(docs) // 2
             return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)
 
-    def get_num_bytes(self, batch: Sequence[Document]) -> int:
-        return sum(len(doc.text) for doc in batch)
+    def get_num_bytes(self, batch: Sequence[Record]) -> int:
+        return sum(len(r.text) if isinstance(r, Document) else len(r.raw) for r in batch)
 
     def get_metrics_namespace(self) -> str:
         return f"{METRICS_NAMESPACE}_inference"

@@ -46,8 +46,8 @@ from pipeline.sinks import (
     success_path,
     summaries_dir,
 )
-from pipeline.sources import DEAD_LETTER, DOCUMENTS, ReadSettings, ReadShards
-from pipeline.transforms import SUMMARIES, SummarizeDocuments
+from pipeline.sources import ReadSettings, ReadShards
+from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
 from s2s_model import DecodeConfig, Summarizer
 
 logger = logging.getLogger(__name__)
@@ -217,12 +217,10 @@ def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: Decod
         quantize=opts.quantize,
     )
     with_n_best = decode.n_best > 1
-    read = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
-    summarized = read[DOCUMENTS] | "SummarizeDocuments" >> SummarizeDocuments(
-        handler, with_n_best=with_n_best
-    )
-    dead = (read[DEAD_LETTER], summarized[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
-    _ = summarized[SUMMARIES] | "WriteSummaries" >> WriteSummaries(
+    records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
+    outputs = records | "SummarizeDocuments" >> SummarizeDocuments(handler, with_n_best=with_n_best)
+    summaries, dead = outputs[SUMMARIES], outputs[DEAD_LETTER]
+    _ = summaries | "WriteSummaries" >> WriteSummaries(
         opts.output,
         with_n_best=with_n_best,
         num_shards=opts.output_shards,
@@ -230,11 +228,10 @@ def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: Decod
     )
     _ = dead | "WriteDeadLetters" >> WriteDeadLetters(opts.output, codec=opts.parquet_codec)
     if opts.progress_dir:
-        _ = (
-            (summarized[SUMMARIES], dead)
-            | "Finished" >> beam.Flatten()
-            | "ReportProgress" >> beam.ParDo(ReportProgress(opts.progress_dir))
-        )
+        # One reporter per stream, not a Flatten: see transforms.py.
+        reporter = ReportProgress(opts.progress_dir)
+        _ = summaries | "ReportSummaries" >> beam.ParDo(reporter)
+        _ = dead | "ReportDeadLetters" >> beam.ParDo(reporter)
 
 
 # -- output directory and accounting -----------------------------------------------------------

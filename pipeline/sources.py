@@ -1,10 +1,15 @@
 """ReadShards: text, lines, jsonl and Parquet shards -> Document(doc_id, source, text).
 
-Every record read becomes exactly one output: a ``Document`` on the main output or a
-``DeadLetter`` on the ``dead_letter`` output. A shard that cannot be opened, or breaks part-way
-(a truncated ``.gz``), keeps the records read before the break and adds one dead letter for the
-rest. Memory stays bounded whatever the shard: lines are read with a byte limit
-(``max_doc_chars`` x 4, the most UTF-8 needs), Parquet a row batch at a time.
+Every record read becomes exactly one element of one PCollection: a ``Document``, or a
+``DeadLetter`` for a record that cannot become one. Dead letters travel in the same stream as
+documents down to the sinks, because Beam's local FnApiRunner materializes every multi-input
+``Flatten`` in memory: one stream (and no Flatten) keeps a million-line shard in bounded memory,
+and makes "one output per record" hold by construction.
+
+A shard that cannot be opened, or breaks part-way (a truncated ``.gz``), keeps the records read
+before the break and adds one dead letter for the rest. Memory stays bounded whatever the shard:
+lines are read with a byte limit (``max_doc_chars`` x 4, the most UTF-8 needs), Parquet a row
+batch at a time.
 """
 
 from __future__ import annotations
@@ -24,15 +29,12 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 
 from pipeline import dead_letters as dl
 from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter, safe_text
 
 logger = logging.getLogger(__name__)
 
-DOCUMENTS = "documents"
-DEAD_LETTER = "dead_letter"
 UTF8_MAX_BYTES_PER_CHAR = 4
 PARQUET_BATCH_ROWS = 1024
 _DECOMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
@@ -51,6 +53,9 @@ class Document(NamedTuple):
     text: str
     cut: bool = False
     replaced: bool = False
+
+
+Record = Document | DeadLetter  # what every step up to the sinks carries, one per record read
 
 
 @dataclass(frozen=True)
@@ -145,20 +150,20 @@ def _text_document(
     return Document(doc_id, path, text, cut or shortened, replaced)
 
 
-def read_lines(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Any]:
+def read_lines(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Record]:
     """A document per line, id ``<shard>:<line>`` (1-based)."""
     for number, (line, cut) in enumerate(bounded_lines(stream, settings.max_line_bytes), 1):
         yield _text_document(f"{path}:{number}", path, line, cut, settings)
 
 
-def read_file(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Any]:
+def read_file(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Record]:
     """The whole shard as one document, id ``<shard>``."""
     data = stream.read(settings.max_line_bytes)
     cut = bool(stream.read(1))
     yield _text_document(path, path, data, cut, settings)
 
 
-def read_jsonl(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Any]:
+def read_jsonl(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Record]:
     """A JSON object per line; text from ``text_field``, id from ``id_field``."""
     for number, (line, cut) in enumerate(bounded_lines(stream, settings.max_line_bytes), 1):
         fallback_id = f"{path}:{number}"
@@ -178,7 +183,7 @@ def read_jsonl(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[
         yield _record_document(record, fallback_id, path, replaced, line, settings)
 
 
-def read_parquet(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Any]:
+def read_parquet(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[Record]:
     """A document per row; text from ``text_field``, id from ``id_field``."""
     import pyarrow.parquet as pq  # heavy; only workers reading Parquet pay for it
 
@@ -201,7 +206,7 @@ def read_parquet(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterato
 
 def _record_document(
     record: Any, fallback_id: str, path: str, replaced: bool, raw: Any, settings: ReadSettings
-) -> Document | TaggedOutput:
+) -> Document | DeadLetter:
     if not isinstance(record, dict):
         detail = f"expected a JSON object, got {type(record).__name__}"
         return _dead(fallback_id, path, dl.NOT_AN_OBJECT, detail, raw)
@@ -231,22 +236,22 @@ def _record_id(record: dict[str, Any], fallback_id: str, settings: ReadSettings)
     return fallback_id
 
 
-def _dead(doc_id: str, path: str, reason: str, detail: str, raw: Any) -> TaggedOutput:
-    return TaggedOutput(DEAD_LETTER, dl.dead_letter(doc_id, path, reason, detail, raw))
+def _dead(doc_id: str, path: str, reason: str, detail: str, raw: Any) -> DeadLetter:
+    return dl.dead_letter(doc_id, path, reason, detail, raw)
 
 
 _READERS = {"lines": read_lines, "file": read_file, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
 class _ReadShardFn(beam.DoFn):
-    """Path -> its records, as Documents and dead letters (tagged)."""
+    """Path -> its records, as Documents and DeadLetters."""
 
     def __init__(self, settings: ReadSettings) -> None:
         self._settings = settings
         self._records = Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._shards = Metrics.counter(METRICS_NAMESPACE, "shards_read")
 
-    def process(self, path: str) -> Iterator[Any]:
+    def process(self, path: str) -> Iterator[Record]:
         self._shards.inc()
         reader = _READERS[shard_format(path, self._settings.input_format)]
         records = 0
@@ -270,7 +275,7 @@ class _ReadShardFn(beam.DoFn):
 
 
 class ReadShards(beam.PTransform):
-    """Globs -> ``documents`` (Document) and ``dead_letter`` (DeadLetter) outputs.
+    """Globs -> one Document or DeadLetter per record.
 
     Shards are matched, de-duplicated (two globs may match one file) and reshuffled, so that
     each worker reads whole shards and shards spread over the workers.
@@ -281,7 +286,7 @@ class ReadShards(beam.PTransform):
         self._patterns = list(patterns)
         self._settings = settings or ReadSettings()
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
             | "Patterns" >> beam.Create(self._patterns)
@@ -289,9 +294,8 @@ class ReadShards(beam.PTransform):
             | "ShardPaths" >> beam.Map(lambda metadata: metadata.path)
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "ReadRecords"
-            >> beam.ParDo(_ReadShardFn(self._settings)).with_outputs(DEAD_LETTER, main=DOCUMENTS)
+            | "ReadRecords" >> beam.ParDo(_ReadShardFn(self._settings))
         )
 
 
-__all__ = ["DEAD_LETTER", "DOCUMENTS", "DeadLetter", "Document", "ReadSettings", "ReadShards"]
+__all__ = ["DeadLetter", "Document", "ReadSettings", "ReadShards", "Record"]

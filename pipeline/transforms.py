@@ -1,4 +1,9 @@
-"""SummarizeDocuments: validate -> RunInference -> summary rows, with dead letters on the side."""
+"""SummarizeDocuments: validate -> RunInference -> summary rows and dead letters.
+
+Records (Documents and the DeadLetters of reading) flow as one stream until the last step, which
+splits them into summary rows and dead letters: Beam's local FnApiRunner holds the whole input
+of any multi-input Flatten in memory, so this pipeline has none (see sources.py).
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,23 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline import dead_letters as dl
-from pipeline.dead_letters import METRICS_NAMESPACE
+from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
-from pipeline.sources import DEAD_LETTER, DOCUMENTS, Document
+from pipeline.sources import Document, Record
 from s2s_model import Summary
 
 SUMMARIES = "summaries"
+DEAD_LETTER = "dead_letter"
+EMPTY_DETAIL = "document is empty or whitespace only"
 
 
-class _Validate(beam.DoFn):
-    """Blank documents become dead letters; the rest go on to the model."""
-
-    def process(self, doc: Document) -> Iterator[Any]:
-        if not doc.text.strip():
-            detail = "document is empty or whitespace only"
-            yield TaggedOutput(
-                DEAD_LETTER,
-                dl.dead_letter(doc.doc_id, doc.source, dl.EMPTY_DOCUMENT, detail, doc.text),
-            )
-            return
-        yield doc
+def validate(record: Record) -> Record:
+    """A blank Document becomes a dead letter; everything else passes unchanged."""
+    if isinstance(record, Document) and not record.text.strip():
+        return dl.dead_letter(
+            record.doc_id, record.source, dl.EMPTY_DOCUMENT, EMPTY_DETAIL, record.text
+        )
+    return record
 
 
 def summary_row(
@@ -54,7 +56,7 @@ def summary_row(
 
 
 class _ToRows(beam.DoFn):
-    """RunInference results -> summary rows, or dead letters for inference failures."""
+    """RunInference results -> summary rows (main output) or dead letters (tagged)."""
 
     def __init__(self, *, with_n_best: bool) -> None:
         self._with_n_best = with_n_best
@@ -63,25 +65,27 @@ class _ToRows(beam.DoFn):
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "documents_truncated")
 
     def process(self, result: PredictionResult) -> Iterator[Any]:
-        doc, outcome = result.example, result.inference
-        if isinstance(outcome, InferenceFailure):
-            yield TaggedOutput(
-                DEAD_LETTER,
-                dl.dead_letter(doc.doc_id, doc.source, outcome.reason, outcome.detail, doc.text),
+        record, outcome = result.example, result.inference
+        if isinstance(outcome, DeadLetter):
+            yield TaggedOutput(DEAD_LETTER, outcome)
+        elif isinstance(outcome, InferenceFailure):
+            letter = dl.dead_letter(
+                record.doc_id, record.source, outcome.reason, outcome.detail, record.text
             )
-            return
-        row = summary_row(doc, outcome, result.model_id, with_n_best=self._with_n_best)
-        self._summarized.inc()
-        self._tokens_out.inc(row["summary_tokens"])
-        if row["truncated"]:
-            self._truncated.inc()
-        yield row
+            yield TaggedOutput(DEAD_LETTER, letter)
+        else:
+            row = summary_row(record, outcome, result.model_id, with_n_best=self._with_n_best)
+            self._summarized.inc()
+            self._tokens_out.inc(row["summary_tokens"])
+            if row["truncated"]:
+                self._truncated.inc()
+            yield row
 
 
 class SummarizeDocuments(beam.PTransform):
-    """Documents -> ``{"summaries": rows, "dead_letter": DeadLetters}``.
+    """Records -> ``{"summaries": rows, "dead_letter": DeadLetters}``.
 
-    Every document comes out exactly once, as a row or as a dead letter.
+    Every record comes out exactly once, as a summary row or as a dead letter.
     """
 
     def __init__(self, handler: Seq2SeqModelHandler, *, with_n_best: bool) -> None:
@@ -89,17 +93,14 @@ class SummarizeDocuments(beam.PTransform):
         self._handler = handler
         self._with_n_best = with_n_best
 
-    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        checked = docs | "Validate" >> beam.ParDo(_Validate()).with_outputs(
-            DEAD_LETTER, main=DOCUMENTS
-        )
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
         outcomes = (
-            checked[DOCUMENTS]
+            records
+            | "Validate" >> beam.Map(validate)
             | "RunInference" >> RunInference(self._handler)
             | "ToRows"
             >> beam.ParDo(_ToRows(with_n_best=self._with_n_best)).with_outputs(
                 DEAD_LETTER, main=SUMMARIES
             )
         )
-        dead = (checked[DEAD_LETTER], outcomes[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten()
-        return {SUMMARIES: outcomes[SUMMARIES], DEAD_LETTER: dead}
+        return {SUMMARIES: outcomes[SUMMARIES], DEAD_LETTER: outcomes[DEAD_LETTER]}

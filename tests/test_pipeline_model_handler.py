@@ -12,6 +12,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.dead_letters import dead_letter
 from pipeline.model_handler import (
     InferenceFailure,
     Seq2SeqModelHandler,
@@ -19,7 +20,7 @@ from pipeline.model_handler import (
     token_batches,
 )
 from pipeline.sources import Document
-from pipeline.transforms import SUMMARIES, SummarizeDocuments, summary_row
+from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments, summary_row
 from s2s_model import DecodeConfig, Summarizer, Summary
 from tests.conftest import make_texts
 
@@ -97,6 +98,16 @@ def test_a_window_is_one_call_so_the_summarizer_can_refill_its_batch() -> None:
     assert [r.inference.text for r in results] == ["a"] * 6
 
 
+def test_dead_letters_pass_through_in_the_same_stream() -> None:
+    handler = Seq2SeqModelHandler()
+    model = FakeSummarizer()
+    letter = dead_letter("x:1", "x", "malformed_json", "bad", "{")
+    results = list(handler.run_inference([letter, *_docs(["real text"])], model))  # type: ignore[arg-type]
+    assert [(r.example, r.inference) for r in results[:1]] == [(letter, letter)]
+    assert model.calls == [1]
+    assert len(results) == 2
+
+
 def test_handler_is_small_to_pickle_and_validates_settings() -> None:
     handler = Seq2SeqModelHandler("/models/x", decode=DECODE, threads=2, batch_window=32)
     assert len(pickle.dumps(handler)) < 4096
@@ -154,7 +165,7 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
         rows = out[SUMMARIES] | "Rounded" >> beam.Map(
             lambda row: {**row, "score": round(row["score"], 3)}
         )
-        dead = out["dead_letter"] | beam.Map(lambda d: (d.doc_id, d.reason, d.detail))
+        dead = out[DEAD_LETTER] | beam.Map(lambda d: (d.doc_id, d.reason, d.detail))
         assert_that(
             rows,
             equal_to([{**r, "score": round(r["score"], 3)} for r in expected_rows]),

@@ -16,8 +16,6 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dead_letters import DeadLetter
 from pipeline.sources import (
-    DEAD_LETTER,
-    DOCUMENTS,
     Document,
     ReadSettings,
     ReadShards,
@@ -80,8 +78,8 @@ def test_jsonl_ids_text_and_each_bad_record() -> None:
         ("7", "text b"),
         ("s.jsonl:3", "no id"),
     ]
-    dead = [o.value for o in out if not isinstance(o, Document)]
-    assert all(o.tag == DEAD_LETTER for o in out if not isinstance(o, Document))
+    dead = [o for o in out if isinstance(o, DeadLetter)]
+    assert len(docs) + len(dead) == len(out)
     assert [(d.doc_id, d.reason) for d in dead] == [
         ("d", "wrong_field_type"),
         ("s.jsonl:5", "malformed_json"),
@@ -108,10 +106,10 @@ def test_parquet_rows_and_a_missing_column(tmp_path: Path) -> None:
     with open(path, "rb") as handle:
         out = list(read_parquet(handle, str(path), ReadSettings(id_field="id")))
     assert [o.doc_id for o in out if isinstance(o, Document)] == ["x", "z"]
-    assert [o.value.reason for o in out if not isinstance(o, Document)] == ["missing_field"]
+    assert [o.reason for o in out if isinstance(o, DeadLetter)] == ["missing_field"]
     with open(path, "rb") as handle:
         out = list(read_parquet(handle, str(path), ReadSettings(text_field="body")))
-    assert [o.value.reason for o in out] == ["missing_field"] * 3
+    assert [o.reason for o in out] == ["missing_field"] * 3
 
 
 def test_read_shards_in_a_pipeline(tmp_path: Path) -> None:
@@ -125,14 +123,20 @@ def test_read_shards_in_a_pipeline(tmp_path: Path) -> None:
     patterns = [str(tmp_path / "*.txt*"), str(tmp_path / "a.txt")]  # a.txt matched twice
     with BeamPipeline() as p:
         read = p | "Lines" >> ReadShards(patterns)
-        docs = read[DOCUMENTS] | beam.Map(
-            lambda d: (d.doc_id.rsplit("/", 1)[1], d.text, d.replaced)
+        docs = (
+            read
+            | beam.Filter(lambda r: isinstance(r, Document))
+            | beam.Map(lambda d: (d.doc_id.rsplit("/", 1)[1], d.text, d.replaced))
         )
-        dead = read[DEAD_LETTER] | beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.reason))
+        dead = (
+            read
+            | "DeadOnly" >> beam.Filter(lambda r: isinstance(r, DeadLetter))
+            | beam.Map(lambda d: (d.source.rsplit("/", 1)[1], d.reason))
+        )
         whole = p | "Files" >> ReadShards(
             [str(tmp_path / "*.md")], ReadSettings(input_format="file")
         )
-        texts = whole[DOCUMENTS] | "WholeText" >> beam.Map(lambda d: d.text)
+        texts = whole | "WholeText" >> beam.Map(lambda d: d.text)
         # lines of the broken shard before the break are kept; how many depends on gzip
         kept = (
             docs
@@ -168,7 +172,6 @@ def test_unopenable_shard_is_one_dead_letter(tmp_path: Path) -> None:
     from pipeline.sources import _ReadShardFn
 
     out = list(_ReadShardFn(settings).process(str(tmp_path / "vanished.txt")))
-    assert len(out) == 1 and out[0].tag == DEAD_LETTER
-    letter = out[0].value
+    (letter,) = out
     assert isinstance(letter, DeadLetter) and letter.reason == "unreadable_shard"
     assert "after 0 records" in letter.detail
