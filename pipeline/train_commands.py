@@ -1,6 +1,7 @@
 """``s2s train``, ``s2s evaluate`` and ``s2s corpus``: thin click layers over library functions.
 
-torch, rouge-score and pyarrow are imported inside the commands, so ``s2s --help`` stays fast.
+torch, rouge-score and pyarrow are imported inside the commands, so ``s2s --help`` stays fast
+(``s2s evaluate --help`` reads DecodeConfig's fields, which loads s2s_model and torch).
 Errors a user can fix (bad files, bad fields, bad settings) become ``click.ClickException``: one
 line naming the problem, no traceback.
 """
@@ -32,7 +33,7 @@ TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best ch
       --text-field description --summary-field synopsis --config recipe.json --max-time 45m
   s2s train ... --output runs/m1 --resume        # continue an interrupted run
 
-Writes OUTPUT/best (the checkpoint to use: s2s summarize --model_path OUTPUT/best),
+Writes OUTPUT/best (the checkpoint to use: s2s summarize ... --model OUTPUT/best),
 OUTPUT/last with trainer_state.* (for --resume) and OUTPUT/curves.png. --config is a JSON
 object with optional "model", "train" and "decode" sections whose keys are the fields of
 ModelConfig, TrainConfig and DecodeConfig, and optionally "decode_candidates": a list of

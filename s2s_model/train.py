@@ -57,6 +57,7 @@ EPOCH_SEED_STRIDE = 100_003
 # What a resumed run may change: when to stop. Everything else comes from the run itself.
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "max_time", "patience")
 TRAIN_CURVE_EVERY = 50
+PROGRESS_INTERVAL = 1.0
 LOSS_EMA = 0.98
 
 
@@ -455,20 +456,26 @@ def _data_digest(pairs: Sequence[tuple[str, str]]) -> str:
 
 def _train(run: _Run, *, progress: bool) -> str:
     """Run updates until a stopping rule fires; returns the rule's name."""
+    already = _stop_reason(run, 0.0)
+    if already:
+        return already
     started = time.monotonic()
     elapsed_before = run.state.elapsed
-    bar = tqdm(total=run.horizon, initial=run.state.step, disable=not progress, unit="step")
+    bar = tqdm(
+        total=run.horizon,
+        initial=run.state.step,
+        disable=not progress,
+        unit="step",
+        mininterval=PROGRESS_INTERVAL,
+    )
     meter = _Meter()
-    stopped = _stop_reason(run, 0.0)
-    if stopped:
-        return stopped
     stopped = "max_epochs"
     try:
         for batch in _batches(run):
             meter.add(_train_step(run, batch), batch.tokens)
             run.state.elapsed = elapsed_before + time.monotonic() - started
             bar.update(1)
-            bar.set_postfix(loss=f"{meter.loss:.3f}", tok_s=f"{meter.tokens_per_second:.0f}")
+            bar.set_postfix(_progress_fields(run, meter, time.monotonic() - started), refresh=False)
             if run.state.step % TRAIN_CURVE_EVERY == 0:
                 run.state.train_curve.append([run.state.step, meter.loss])
             reason = _stop_reason(run, time.monotonic() - started)
@@ -522,6 +529,14 @@ def _train_step(run: _Run, batch: Batch) -> float:
     return loss.item()
 
 
+def _progress_fields(run: _Run, meter: _Meter, seconds: float) -> dict[str, str]:
+    """Loss, tokens/s and, under a time budget, the time left (the bar's ETA counts epochs)."""
+    fields = {"loss": f"{meter.loss:.3f}", "tok/s": f"{meter.tokens_per_second:.0f}"}
+    if run.config.max_time:
+        fields["time_left"] = f"{max(0.0, run.config.max_time - seconds) / 60:.1f}m"
+    return fields
+
+
 def _stop_reason(run: _Run, seconds: float) -> str:
     if run.config.max_steps and run.state.step >= run.config.max_steps:
         return "max_steps"
@@ -544,19 +559,22 @@ class _Meter:
     """Smoothed training loss and tokens per second for the progress bar."""
 
     def __init__(self) -> None:
-        self.loss = 0.0
-        self._weight = 0.0
+        self._average = 0.0
+        self._count = 0
         self._tokens = 0
         self._since = time.monotonic()
         self.window_loss: list[float] = []
 
     def add(self, loss: float, tokens: int) -> None:
-        self.loss = (LOSS_EMA * self.loss * self._weight + (1 - LOSS_EMA) * loss) / (
-            LOSS_EMA * self._weight + (1 - LOSS_EMA)
-        )
-        self._weight = LOSS_EMA * self._weight + (1 - LOSS_EMA)
+        self._average = LOSS_EMA * self._average + (1 - LOSS_EMA) * loss
+        self._count += 1
         self._tokens += tokens
         self.window_loss.append(loss)
+
+    @property
+    def loss(self) -> float:
+        """Exponential moving average of the loss, bias-corrected (Adam's correction)."""
+        return self._average / (1 - LOSS_EMA**self._count) if self._count else 0.0
 
     @property
     def tokens_per_second(self) -> float:
