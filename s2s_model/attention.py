@@ -59,13 +59,18 @@ class GlobalAttention(nn.Module):
             coverage: (B, K, S) summed past attention, or None.
 
         Returns:
-            attn_h (B, K, H) = tanh(W_out [context; query]), align (B, K, S), context (B, K, H).
+            attn_h (B, K, H) = W_out [context; query] (then tanh, except ``additive``), align
+            (B, K, S) and context (B, K, H).
         """
         scores = self._scores(query, keys, coverage)  # (B, K, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), MASKED_SCORE)
         align = torch.softmax(scores, dim=-1)
         context = torch.bmm(align, outputs)  # (B, K, H)
-        attn_h = torch.tanh(self.linear_out(torch.cat([context, query], dim=-1)))
+        attn_h = self.linear_out(torch.cat([context, query], dim=-1))
+        if self.kind != "additive":
+            # Luong's tanh; the additive form stays linear, as in OpenNMT-py's ``mlp`` attention,
+            # so that its models import unchanged.
+            attn_h = torch.tanh(attn_h)
         return attn_h, align, context
 
     def _scores(self, query: Tensor, keys: Tensor, coverage: Tensor | None) -> Tensor:

@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 AttentionKind = Literal["general", "dot", "additive"]
 LengthPenalty = Literal["none", "avg", "wu"]
+BeamCompat = Literal["none", "opennmt"]
 
 ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive")
 LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
+BEAM_COMPATS: tuple[str, ...] = ("none", "opennmt")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING) -> Any:
@@ -45,6 +47,9 @@ class ModelConfig:
         "learned connection layer from the encoder's final (h, c) to the decoder's initial (h, c);"
         " without it the encoder's final states are used as they are",
         True,
+    )
+    share_embeddings: bool = _help(
+        "one embedding table for source and target tokens (else one each, same vocabulary)", True
     )
     tie_embeddings: bool = _help(
         "tie the output projection to the target embeddings (needs embed_dim == hidden_size)",
@@ -100,6 +105,12 @@ class DecodeConfig:
     alpha: float = _help("length penalty exponent", 1.0)
     no_repeat_ngram_size: int = _help("forbid any n-gram of this size occurring twice (0: off)", 0)
     ban_unk: bool = _help("never emit the unknown token", False)
+    compat: BeamCompat = _help(
+        "'opennmt' reproduces OpenNMT-py 3.5's beam search for imported models: K candidates a"
+        " step, a document stops when its best candidate ends, length penalties count BOS, and"
+        " max_len ends a hypothesis without forcing EOS; 'none' is this project's rule",
+        "none",
+    )
     shortlist: int = _help(
         "restrict each document's output vocabulary to its source tokens plus this many most"
         " frequent tokens (Nallapati et al. 2016); 0 keeps the full vocabulary",
@@ -121,6 +132,8 @@ class DecodeConfig:
             )
         if self.alpha < 0:
             raise ValueError(f"alpha={self.alpha} must be >= 0")
+        if self.compat not in BEAM_COMPATS:
+            raise ValueError(f"compat={self.compat!r}: choose one of {BEAM_COMPATS}")
         if self.shortlist < 0:
             raise ValueError(f"shortlist={self.shortlist} must be >= 0")
         if self.no_repeat_ngram_size < 0:

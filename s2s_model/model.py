@@ -29,7 +29,12 @@ class Seq2Seq(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
         self.encoder = Encoder(config, self.embedding)
         self.bridge = Bridge(config) if config.bridge else None
-        self.decoder = Decoder(config, self.embedding)
+        target_embedding = (
+            self.embedding
+            if config.share_embeddings
+            else nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
+        )
+        self.decoder = Decoder(config, target_embedding)
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
         """Encode B documents.

@@ -66,7 +66,12 @@ def constrain(
     log_probs[:, banned] = NEG_INF
     if config.min_len:
         log_probs[:, EOS_ID] = log_probs[:, EOS_ID].masked_fill(steps < config.min_len, NEG_INF)
-    reopen = max_lens <= steps  # (N,) rows at their maximum length: EOS is forced
+    # Rows at their maximum length: EOS is forced (OpenNMT-py instead ends them as they are).
+    reopen = (
+        max_lens <= steps
+        if config.compat != "opennmt"
+        else torch.zeros_like(steps, dtype=torch.bool)
+    )
     if config.no_repeat_ngram_size:
         log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size)
         # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
@@ -312,24 +317,68 @@ def _step(
     row_max = active.max_lens.repeat_interleave(beams)
     log_probs = constrain(log_probs, active.history, row_steps, row_max, config).float()
     candidates = (active.beam_lp.view(-1, 1) + log_probs).view(batch, beams * vocab)
-    top_lp, top_idx = candidates.topk(min(2 * beams, beams * vocab), dim=1)  # (B, 2K)
+    opennmt = config.compat == "opennmt"
+    width = beams if opennmt else 2 * beams
+    top_lp, top_idx = candidates.topk(min(width, beams * vocab), dim=1)  # (B, C)
     parent, token = top_idx // vocab, top_idx % vocab
-    is_eos = (token == EOS_ID) & torch.isfinite(top_lp)
-    _finish(active, finished, config, top_lp, parent, is_eos[:, :beams])
+    select = _select_opennmt if opennmt else _select
+    sel_lp, sel_pos, done = select(active, finished, config, top_lp, parent, token)
 
-    go_on = top_lp.masked_fill(is_eos, NEG_INF)
-    sel_lp, sel_pos = go_on.topk(beams, dim=1)  # (B, K)
     doc_base = torch.arange(batch, device=sel_pos.device).unsqueeze(1) * beams
     rows = (doc_base + parent.gather(1, sel_pos)).flatten()  # (B * K,)
     history = active.history.index_select(0, rows)[:, 1:]
     active.history = torch.cat([history, token.gather(1, sel_pos).view(-1, 1)], dim=1)
     active.state, active.beam_lp, active.steps = state.index_select(rows), sel_lp, active.steps + 1
-    done = _done(active, finished, config)
+    if done is None:
+        done = _done(active, finished, config)
     if bool(done.all()):
         return None
     if bool(done.any()):
         active = active.keep((~done).nonzero().flatten(), beams)
     return active
+
+
+def _select(
+    active: _Active,
+    finished: list[list[Hypothesis]],
+    config: DecodeConfig,
+    top_lp: Tensor,
+    parent: Tensor,
+    token: Tensor,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """fairseq's rule over 2K candidates (B, 2K): EOS among the top K finish, the best K others
+    go on. Returns the kept log-probs (B, K), their candidate positions (B, K), and None: the
+    caller decides which documents are done once the beams have moved."""
+    is_eos = (token == EOS_ID) & torch.isfinite(top_lp)
+    finishing = is_eos.clone()
+    finishing[:, config.beam_size :] = False
+    _finish(active, finished, config, top_lp, parent, token, finishing)
+    sel_lp, sel_pos = top_lp.masked_fill(is_eos, NEG_INF).topk(config.beam_size, dim=1)
+    return sel_lp, sel_pos, None
+
+
+def _select_opennmt(
+    active: _Active,
+    finished: list[list[Hypothesis]],
+    config: DecodeConfig,
+    top_lp: Tensor,
+    parent: Tensor,
+    token: Tensor,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """OpenNMT-py 3.5's rule over K candidates (B, K): EOS picks finish and their rows die; at
+    ``max_len`` every pick finishes as it is (no EOS); a document is done when its best pick
+    finished and it holds ``n_best`` hypotheses."""
+    live = torch.isfinite(top_lp)
+    is_eos = (token == EOS_ID) & live
+    last_step = (active.steps + 1 >= active.max_lens).unsqueeze(1)  # (B, 1)
+    finishing = is_eos | (last_step & live)
+    _finish(active, finished, config, top_lp, parent, token, finishing)
+    count = torch.tensor([len(finished[d]) for d in active.docs], device=top_lp.device)
+    sel_lp = top_lp.masked_fill(finishing, NEG_INF)
+    done = (is_eos[:, 0] & (count >= config.n_best)) | last_step.squeeze(1)
+    done = done | torch.isinf(sel_lp).all(dim=1)
+    positions = torch.arange(top_lp.size(1), device=top_lp.device).expand_as(top_lp)
+    return sel_lp, positions, done
 
 
 def _finish(
@@ -338,15 +387,26 @@ def _finish(
     config: DecodeConfig,
     top_lp: Tensor,
     parent: Tensor,
-    eos: Tensor,
+    token: Tensor,
+    finishing: Tensor,
 ) -> None:
-    """Record the EOS candidates ``eos`` (B, K) as finished hypotheses; update each floor."""
+    """Record the candidates ``finishing`` (B, C) as hypotheses; update each document's floor.
+
+    A candidate ending in EOS keeps the tokens before it; any other (OpenNMT-py's rule at the
+    maximum length) keeps its last token too.
+    """
     beams, width = config.beam_size, active.history.size(1)
-    for b, j in eos.nonzero().tolist():
+    # Penalty length: tokens + EOS; OpenNMT-py also counts BOS.
+    extra = 2 if config.compat == "opennmt" else 1
+    for b, j in finishing.nonzero().tolist():
+        steps = int(active.steps[b])
         row = b * beams + int(parent[b, j])
-        tokens = active.history[row, width - int(active.steps[b]) :].tolist()
+        tokens = active.history[row, width - steps :].tolist()
+        if int(token[b, j]) != EOS_ID:
+            tokens.append(int(token[b, j]))
+        log_prob = float(top_lp[b, j])
         doc = finished[active.docs[b]]
-        doc.append(_hypothesis(tokens, float(top_lp[b, j]), config))
+        doc.append(Hypothesis(tokens, log_prob / config.penalty(steps + extra), log_prob))
         if len(doc) >= config.n_best:
             scores = sorted((h.score for h in doc), reverse=True)
             active.floor[b] = scores[config.n_best - 1]

@@ -170,7 +170,8 @@ class WordTokenizer:
         return [self._ids.get(token, UNK_ID) for token in text.split()]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return " ".join(self._tokens[int(i)] for i in ids if int(i) not in SPECIAL_IDS)
+        """Tokens joined by spaces; PAD, BOS and EOS dropped, UNK shown as ``<unk>``."""
+        return " ".join(self._tokens[int(i)] for i in ids if int(i) not in SPECIAL_IDS[:3])
 
     def most_frequent(self, count: int) -> list[int]:
         """Vocabularies are built most frequent first, so the first ordinary ids."""

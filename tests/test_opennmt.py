@@ -1,0 +1,274 @@
+"""OpenNMT-py import: a tiny OpenNMT-style checkpoint made here, checked against an independent
+re-implementation of OpenNMT-py 3.5's RNN forward pass (no OpenNMT-py install needed)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pipeline.opennmt_import import import_opennmt
+from s2s_model import DecodeConfig, Summarizer, WordTokenizer, beam_search, load_checkpoint
+from s2s_model.opennmt import OpenNMTImportError
+from tests.test_search import SCRIPT, A, B, ScriptedModel
+
+VOCAB = ["<unk>", "<blank>", "<s>", "</s>", *[f"w{i}" for i in range(12)]]
+E, H, L = 6, 8, 2
+
+
+def onmt_options(**overrides: object) -> argparse.Namespace:
+    options = {
+        "model_task": "seq2seq", "encoder_type": "brnn", "decoder_type": "rnn",
+        "rnn_type": "LSTM", "enc_layers": L, "dec_layers": L, "hidden_size": H,
+        "enc_hid_size": H, "dec_hid_size": H, "word_vec_size": E, "src_word_vec_size": E,
+        "tgt_word_vec_size": E, "share_embeddings": True, "share_decoder_embeddings": False,
+        "global_attention": "general", "global_attention_function": "softmax",
+        "generator_function": "softmax", "input_feed": 1, "bridge": True, "copy_attn": False,
+        "coverage_attn": False, "context_gate": None, "position_encoding": False,
+        "share_vocab": True,
+    }  # fmt: skip
+    options.update(overrides)
+    return argparse.Namespace(**options)
+
+
+def onmt_tensors(options: argparse.Namespace, seed: int = 0) -> dict[str, dict[str, Tensor]]:
+    """Random weights under OpenNMT-py's parameter names and shapes."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=gen) * 0.5
+
+    v, directions = len(VOCAB), 2 if options.encoder_type == "brnn" else 1
+    per_dir = H // directions
+    model = {"encoder.embeddings.make_embedding.emb_luts.0.weight": rand(v, E)}
+    model["decoder.embeddings.make_embedding.emb_luts.0.weight"] = (
+        model["encoder.embeddings.make_embedding.emb_luts.0.weight"]
+        if options.share_embeddings
+        else rand(v, E)
+    )
+    for layer in range(L):
+        for suffix in [""] if directions == 1 else ["", "_reverse"]:
+            size_in = E if layer == 0 else H
+            model[f"encoder.rnn.weight_ih_l{layer}{suffix}"] = rand(4 * per_dir, size_in)
+            model[f"encoder.rnn.weight_hh_l{layer}{suffix}"] = rand(4 * per_dir, per_dir)
+            model[f"encoder.rnn.bias_ih_l{layer}{suffix}"] = rand(4 * per_dir)
+            model[f"encoder.rnn.bias_hh_l{layer}{suffix}"] = rand(4 * per_dir)
+        size_in = E + H if layer == 0 else H
+        model[f"decoder.rnn.layers.{layer}.weight_ih"] = rand(4 * H, size_in)
+        model[f"decoder.rnn.layers.{layer}.weight_hh"] = rand(4 * H, H)
+        model[f"decoder.rnn.layers.{layer}.bias_ih"] = rand(4 * H)
+        model[f"decoder.rnn.layers.{layer}.bias_hh"] = rand(4 * H)
+    if options.bridge:
+        total = per_dir * L
+        for i in range(2):
+            model[f"encoder.bridge.{i}.weight"] = rand(total, total)
+            model[f"encoder.bridge.{i}.bias"] = rand(total)
+    if options.global_attention == "general":
+        model["decoder.attn.linear_in.weight"] = rand(H, H)
+    if options.global_attention == "mlp":
+        model["decoder.attn.linear_context.weight"] = rand(H, H)
+        model["decoder.attn.linear_query.weight"] = rand(H, H)
+        model["decoder.attn.linear_query.bias"] = rand(H)
+        model["decoder.attn.v.weight"] = rand(1, H)
+        model["decoder.attn.linear_out.bias"] = rand(H)
+    model["decoder.attn.linear_out.weight"] = rand(H, 2 * H)
+    return {"model": model, "generator": {"weight": rand(v, H), "bias": rand(v)}}
+
+
+def write_checkpoint(path: Path, options: argparse.Namespace, seed: int = 0) -> Path:
+    data = onmt_tensors(options, seed)
+    data["vocab"] = {"src": VOCAB, "tgt": VOCAB, "data_task": "seq2seq"}  # type: ignore[assignment]
+    data["opt"] = options  # type: ignore[assignment]
+    torch.save(data, path)
+    return path
+
+
+def onmt_reference(
+    t: dict[str, Tensor],
+    gen: dict[str, Tensor],
+    options: argparse.Namespace,
+    src: list[int],
+    tgt_in: list[int],
+) -> Tensor:
+    """OpenNMT-py 3.5's RNN forward for one document, step by step: (T, V) log-probs."""
+    directions = 2 if options.encoder_type == "brnn" else 1
+    per_dir = H // directions
+    emb = t["encoder.embeddings.make_embedding.emb_luts.0.weight"]
+    rnn = torch.nn.LSTM(E, per_dir, L, bidirectional=directions == 2, batch_first=True)
+    rnn.load_state_dict(
+        {k.removeprefix("encoder.rnn."): v for k, v in t.items() if k.startswith("encoder.rnn.")}
+    )
+    out, (h, c) = rnn(emb[src].unsqueeze(0))  # (1, S, H), (L * D, 1, H / D)
+    if options.bridge:
+
+        def bottle(i: int, states: Tensor) -> Tensor:
+            states = states.permute(1, 0, 2).contiguous()
+            size = states.size()
+            flat = states.view(-1, per_dir * L) @ t[f"encoder.bridge.{i}.weight"].T
+            result = F.relu(flat + t[f"encoder.bridge.{i}.bias"]).view(size)
+            return result.permute(1, 0, 2).contiguous()
+
+        h, c = bottle(0, h), bottle(1, c)
+    if directions == 2:
+        h = torch.cat([h[0::2], h[1::2]], 2)
+        c = torch.cat([c[0::2], c[1::2]], 2)
+    hs, cs = list(h[:, 0]), list(c[:, 0])
+    feed = torch.zeros(H)
+    memory = out[0]  # (S, H)
+    demb = t["decoder.embeddings.make_embedding.emb_luts.0.weight"]
+    steps = []
+    for token in tgt_in:
+        x = torch.cat([demb[token], feed])
+        for layer in range(L):
+            p = f"decoder.rnn.layers.{layer}."
+            gates = (
+                t[p + "weight_ih"] @ x
+                + t[p + "bias_ih"]
+                + t[p + "weight_hh"] @ hs[layer]
+                + t[p + "bias_hh"]
+            )
+            i, f, g, o = gates.chunk(4)
+            cs[layer] = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
+            hs[layer] = torch.sigmoid(o) * torch.tanh(cs[layer])
+            x = hs[layer]
+        query = x
+        if options.global_attention == "general":
+            scores = memory @ (t["decoder.attn.linear_in.weight"] @ query)
+        elif options.global_attention == "dot":
+            scores = memory @ query
+        else:
+            wq = t["decoder.attn.linear_query.weight"] @ query + t["decoder.attn.linear_query.bias"]
+            uh = memory @ t["decoder.attn.linear_context.weight"].T
+            scores = (torch.tanh(wq + uh) @ t["decoder.attn.v.weight"].T).squeeze(-1)
+        align = torch.softmax(scores, 0)
+        context = align @ memory
+        attn_h = t["decoder.attn.linear_out.weight"] @ torch.cat([context, query])
+        if options.global_attention == "mlp":
+            attn_h = attn_h + t["decoder.attn.linear_out.bias"]
+        else:
+            attn_h = torch.tanh(attn_h)
+        feed = attn_h
+        steps.append(F.log_softmax(gen["weight"] @ attn_h + gen["bias"], -1))
+    return torch.stack(steps)
+
+
+# fmt: on
+
+
+def ours(onmt_id: int) -> int:
+    """OpenNMT-py id -> our id: its specials move to our PAD, BOS, EOS, UNK slots."""
+    return {1: 0, 2: 1, 3: 2, 0: 3}.get(onmt_id, onmt_id)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"global_attention": "mlp"},
+        {"global_attention": "dot", "bridge": False},
+        {"encoder_type": "rnn", "share_embeddings": False},
+    ],
+)
+def test_converted_model_computes_what_opennmt_computes(
+    tmp_path: Path, overrides: dict[str, object]
+) -> None:
+    options = onmt_options(**overrides)
+    path = write_checkpoint(tmp_path / "model_step_10.pt", options)
+    import_opennmt(path, tmp_path / "ours")
+    converted = load_checkpoint(tmp_path / "ours")
+    raw = torch.load(path, weights_only=False)
+    src, tgt_in = [5, 9, 4, 14, 7, 0], [2, 6, 11, 8]  # OpenNMT-py ids; tgt starts with <s>
+    with torch.no_grad():
+        expected = onmt_reference(raw["model"], raw["generator"], options, src, tgt_in)
+        got = converted.model(
+            torch.tensor([[ours(i) for i in src]]),
+            torch.tensor([len(src)]),
+            torch.tensor([[ours(i) for i in tgt_in]]),
+        )[0]
+    order = [1, 2, 3, 0, *range(4, len(VOCAB))]  # our id -> OpenNMT-py id
+    assert torch.allclose(got, expected[:, order], atol=1e-5)
+
+
+def test_vocabulary_and_decoding_come_along(tmp_path: Path) -> None:
+    path = write_checkpoint(tmp_path / "m.pt", onmt_options())
+    decode = import_opennmt(path, tmp_path / "ours")
+    assert decode.compat == "opennmt"
+    summarizer = Summarizer.load(tmp_path / "ours")
+    tokenizer = summarizer.tokenizer
+    assert isinstance(tokenizer, WordTokenizer)
+    assert tokenizer.encode("w3 w0 never-seen") == [7, 4, 3]
+    assert tokenizer.decode([1, 7, 3, 2, 0]) == "w3 <unk>"
+    out = summarizer.summarize(["w1 w2 w3 w4", "w5"], DecodeConfig(beam_size=3, max_len=5))
+    assert all(set(s.text.split()) <= set(VOCAB) for s in out)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"copy_attn": True}, "-copy_attn"),
+        ({"encoder_type": "transformer"}, "-encoder_type"),
+        ({"dec_layers": 1}, "-enc_layers"),
+        ({"rnn_type": "GRU"}, "-rnn_type"),
+        ({"global_attention": "luong"}, "-global_attention"),
+    ],
+)
+def test_unsupported_options_are_refused_by_name(
+    tmp_path: Path, overrides: dict[str, object], named: str
+) -> None:
+    path = write_checkpoint(tmp_path / "m.pt", onmt_options())
+    data = torch.load(path, weights_only=False)
+    data["opt"] = onmt_options(**overrides)
+    torch.save(data, path)
+    with pytest.raises(OpenNMTImportError, match=named):
+        import_opennmt(path, tmp_path / "ours")
+    assert not (tmp_path / "ours").exists()
+
+
+class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_checkpoint_with_foreign_code_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pt"
+    data = torch.load(write_checkpoint(tmp_path / "m.pt", onmt_options()), weights_only=False)
+    data["opt"] = Payload(marker)
+    with open(path, "wb") as handle:
+        pickle.dump(data, handle)
+    with pytest.raises(OpenNMTImportError, match="not a readable OpenNMT-py checkpoint"):
+        import_opennmt(path, tmp_path / "ours")
+    assert not marker.exists()
+
+
+# --- the OpenNMT-py beam rule, computed by hand on the scripted decoder --------------------
+
+
+def run(config: DecodeConfig):  # type: ignore[no-untyped-def]
+    src = torch.full((1, 3), 7)
+    return beam_search(ScriptedModel(SCRIPT), src, torch.tensor([3]), config)[0]  # type: ignore[arg-type]
+
+
+def test_opennmt_rule_stops_when_the_best_candidate_ends() -> None:
+    # Step 2 ranks B EOS (.36) first: OpenNMT-py stops there. Its avg penalty counts BOS and EOS:
+    # log(.36) / 3. Our own rule keeps searching and prefers A A (log(.3) / 3).
+    config = DecodeConfig(beam_size=2, max_len=3, length_penalty="avg", compat="opennmt")
+    (best,) = run(config)
+    assert best.tokens == [B]
+    assert best.score == pytest.approx(math.log(0.36) / 3, abs=1e-6)
+    assert run(DecodeConfig(beam_size=2, max_len=3, length_penalty="avg"))[0].tokens == [A, A]
+
+
+def test_opennmt_rule_ends_at_max_len_without_eos() -> None:
+    (best,) = run(DecodeConfig(beam_size=2, max_len=1, compat="opennmt"))
+    assert best.tokens == [A]
+    assert best.log_prob == pytest.approx(math.log(0.6), abs=1e-6)  # no EOS log-prob added
