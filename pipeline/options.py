@@ -138,7 +138,8 @@ class SummarizeOptions(PipelineOptions):
             "--output_shards",
             type=_non_negative_int,
             default=0,
-            help="number of summary Parquet files; 0 lets the runner decide",
+            help="number of summary Parquet files; 0 writes one per bundle without a shuffle;"
+            " N > 0 shuffles every row (held in memory on the local runner)",
         )
         group.add_argument(
             "--parquet_codec",

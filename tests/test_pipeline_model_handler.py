@@ -181,3 +181,16 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
             ),
             label="DeadLetters",
         )
+
+
+def test_cuda_without_a_gpu_warns_and_uses_the_cpu(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = Seq2SeqModelHandler(str(tiny_checkpoint), device="cuda").load_model()
+    assert model.device == "cpu"
+    assert "no CUDA device is available" in caplog.text
+    auto = Seq2SeqModelHandler(str(tiny_checkpoint), device="auto").load_model()
+    assert auto.device == "cpu"
