@@ -33,6 +33,7 @@ class Decoder(nn.Module):
         self.copy_gate = (
             nn.Linear(2 * config.hidden_size + config.embed_dim, 1) if config.copy else None
         )
+        self._dequantized: tuple[Tensor, Tensor] | None = None
 
     def step(
         self, prev_tokens: Tensor, state: DecoderState, memory: Memory
@@ -104,13 +105,21 @@ class Decoder(nn.Module):
         if vocab is None:
             logits: Tensor = self.generator(attn_h)
             return logits
-        weight = self.generator.weight
-        if callable(weight):  # a dynamically quantized Linear keeps packed int8 weights
-            weight = weight().dequantize()
-        bias = self.generator.bias
-        if callable(bias):
-            bias = bias()
+        weight, bias = self._dense_generator()
         return F.linear(attn_h, weight.index_select(0, vocab), bias.index_select(0, vocab))
+
+    def _dense_generator(self) -> tuple[Tensor, Tensor]:
+        """The output layer's float weight (V, H) and bias (V,).
+
+        A dynamically quantized Linear keeps packed int8 weights; shortlisting needs rows of a
+        dense matrix, so it is unpacked once and kept (it never changes after quantization).
+        """
+        weight, bias = self.generator.weight, self.generator.bias
+        if not callable(weight):
+            return weight, bias
+        if self._dequantized is None:
+            self._dequantized = (weight().dequantize(), bias())  # type: ignore[operator]
+        return self._dequantized
 
     def _source_columns(self, memory: Memory) -> Tensor:
         """(B, S) source ids -> their columns in the output scores (ids, or shortlist places)."""
