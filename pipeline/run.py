@@ -146,6 +146,7 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 
 def _load_model(options: SummarizeOptions) -> Summarizer:
+    path = None
     try:
         path = None if options.model is None else local_checkpoint(options.model)
         return Summarizer.load(
@@ -154,6 +155,9 @@ def _load_model(options: SummarizeOptions) -> Summarizer:
     except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
         where = options.model or "the bundled model"
         raise PreflightError(f"cannot load model {where}: {_one_line(err)}") from None
+    finally:
+        if path is not None and path != options.model:  # a local copy of a remote model
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _resolve_decode(model: Summarizer, options: SummarizeOptions) -> DecodeConfig:
