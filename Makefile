@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test lint demo model bench clean
 
+DEMO_OUT ?= out/demo
+
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -21,6 +23,22 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Summarize the bundled sample corpus with the bundled model on the local runner, then show rows.
+demo: $(STAMP)
+	$(BIN)/s2s summarize 'examples/debian/part-*' --id_field id --output $(DEMO_OUT) --overwrite
+	$(BIN)/s2s show $(DEMO_OUT) --limit 8
+
+# Rebuild the bundled model from the Debian corpus (at most 60 minutes on a 2-core CPU).
+model: $(STAMP)
+	bash recipes/debian-synopsis.sh
+
+# Throughput and memory figures (never part of make test): tables on stdout, JSON and PNG
+# under benchmarks/results/. OpenNMT-py is timed too when ../shared/anchors/opennmt is set up.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.decode --rounds 2 --opennmt
+	$(BIN)/python -m benchmarks.pipeline_bench
+	$(BIN)/python -m benchmarks.sweeps
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
