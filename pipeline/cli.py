@@ -79,6 +79,7 @@ LAZY_COMMANDS = {
     "train": "pipeline.train_commands:train",
     "evaluate": "pipeline.train_commands:evaluate",
     "corpus": "pipeline.train_commands:corpus",
+    "import-opennmt": "pipeline.opennmt_import:import_opennmt_command",
 }
 
 

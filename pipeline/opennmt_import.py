@@ -12,19 +12,23 @@ from __future__ import annotations
 import argparse
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 
-from s2s_model import DecodeConfig, save_checkpoint
-from s2s_model.opennmt import OpenNMTImportError, convert_opennmt
+if TYPE_CHECKING:
+    from s2s_model import DecodeConfig
 
+# torch and the model are imported inside the functions: `s2s --help` stays instant.
 ALLOWED_GLOBALS = [argparse.Namespace]
 
 
 def read_opennmt_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint's dict, read by the restricted unpickler (tensors, containers, Namespace)."""
+    import torch
+
+    from s2s_model.opennmt import OpenNMTImportError
+
     if not path.is_file():
         raise OpenNMTImportError(f"{path} does not exist: pass an OpenNMT-py model_step_*.pt file")
     try:
@@ -45,6 +49,9 @@ def read_opennmt_checkpoint(path: Path) -> dict[str, Any]:
 
 def import_opennmt(checkpoint: Path, output: Path) -> DecodeConfig:
     """Convert ``checkpoint`` into our checkpoint directory ``output``; returns its decoding."""
+    from s2s_model import save_checkpoint
+    from s2s_model.opennmt import OpenNMTImportError, convert_opennmt
+
     data = read_opennmt_checkpoint(checkpoint)
     options = vars(data["opt"]) if isinstance(data["opt"], argparse.Namespace) else data["opt"]
     vocab = data["vocab"]
@@ -77,6 +84,8 @@ def import_opennmt_command(checkpoint: Path, output: Path) -> None:
     the way the model was trained. Its default decoding reproduces OpenNMT-py's beam search
     (--compat opennmt).
     """
+    from s2s_model.opennmt import OpenNMTImportError
+
     try:
         decode = import_opennmt(checkpoint, output)
     except OpenNMTImportError as err:

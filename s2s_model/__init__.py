@@ -7,9 +7,10 @@ the reverse.
 from s2s_model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from s2s_model.config import DecodeConfig, ModelConfig
 from s2s_model.model import Seq2Seq, TeacherForced
+from s2s_model.quantize import QUANTIZE_KINDS
 from s2s_model.search import Hypothesis, beam_search, greedy_search
 from s2s_model.state import DecoderState, Memory
-from s2s_model.summarizer import Summarizer, Summary
+from s2s_model.summarizer import DEVICES, Summarizer, Summary
 from s2s_model.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -22,8 +23,10 @@ from s2s_model.tokenizer import (
 
 __all__ = [
     "BOS_ID",
+    "DEVICES",
     "EOS_ID",
     "PAD_ID",
+    "QUANTIZE_KINDS",
     "UNK_ID",
     "Checkpoint",
     "CheckpointError",

@@ -272,3 +272,20 @@ def test_opennmt_rule_ends_at_max_len_without_eos() -> None:
     (best,) = run(DecodeConfig(beam_size=2, max_len=1, compat="opennmt"))
     assert best.tokens == [A]
     assert best.log_prob == pytest.approx(math.log(0.6), abs=1e-6)  # no EOS log-prob added
+
+
+def test_the_import_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    path = write_checkpoint(tmp_path / "model_step_10.pt", onmt_options())
+    result = CliRunner().invoke(main, ["import-opennmt", str(path), str(tmp_path / "ours")])
+    assert result.exit_code == 0, result.output
+    assert "compat opennmt" in result.output
+    assert load_checkpoint(tmp_path / "ours").tokenizer.vocab_size == len(VOCAB)
+    bad = CliRunner().invoke(
+        main, ["import-opennmt", str(tmp_path / "none.pt"), str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 1
+    assert "does not exist" in bad.output and "Traceback" not in bad.output

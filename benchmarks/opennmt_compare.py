@@ -1,0 +1,180 @@
+"""Same weights in both engines: OpenNMT-py's translator against ours on the anchor checkpoint.
+
+    python -m benchmarks.opennmt_compare [--docs 1000] [--rounds 2]
+
+Needs ../shared/anchors/opennmt set up (its virtualenv, corpus and a trained checkpoint; see
+its README). Free decoding as in real use (beam 4, max length 30, length penalty avg with alpha 1,
+-max_length_ratio 0, documents stop at their own lengths), 2 threads each:
+
+- agreement: the share of documents whose summary is identical, and for each difference the
+  score gap under our model (a tie or rounding case when it is below 1e-4);
+- speed: OpenNMT-py's own timing script (model load excluded) against our Summarizer, best of
+  N interleaved rounds; then whole jobs, process start to exit: `onmt_translate` on one file
+  against `python -m pipeline` over shards with two 1-thread worker processes.
+
+Writes benchmarks/results/opennmt.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.decode import ANCHOR_DATA, ONMT_ENV, ONMT_VENV, RESULTS, SHARED
+
+TIE = 1e-4
+DECODE = {"beam_size": 4, "max_len": 30, "max_len_b": 30, "length_penalty": "avg", "alpha": 1.0}
+
+
+def anchor_checkpoint() -> Path:
+    models = sorted(
+        (ANCHOR_DATA / "onmt-lstm-ref").glob("model_step_*.pt"),
+        key=lambda p: int(p.stem.rsplit("_", 1)[1]),
+    )
+    if not models or not (ONMT_VENV / "bin" / "python").exists():
+        sys.exit("no anchor checkpoint: set up ../shared/anchors/opennmt first (see its README)")
+    return models[-1]
+
+
+def onmt_decode(model: Path, docs: int, threads: int, work: Path) -> tuple[float, list[str]]:
+    """OpenNMT-py's decode seconds (load excluded) and its predictions, in input order."""
+    results, pred = work / "onmt.jsonl", work / "onmt.pred"
+    results.unlink(missing_ok=True)
+    subprocess.run(
+        [str(ONMT_VENV / "bin" / "python"), str(SHARED / "bench_decode.py"), "--model",
+         str(model), "--src", str(ANCHOR_DATA / "test.src"), "--n-docs", str(docs),
+         "--threads", str(threads), "--work", str(work), "--pred-out", str(pred),
+         "--results", str(results)],
+        check=True, capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": str(threads), **ONMT_ENV},
+    )  # fmt: skip
+    seconds = float(json.loads(results.read_text().splitlines()[-1])["decode_s"])
+    return seconds, pred.read_text().splitlines()
+
+
+def sources(docs: int) -> list[str]:
+    lines = (ANCHOR_DATA / "test.src").read_text().splitlines()[:docs]
+    return [" ".join(line.split()[:400]) for line in lines]
+
+
+def ours_decode(checkpoint: Path, texts: list[str], threads: int) -> tuple[float, list]:  # type: ignore[type-arg]
+    from s2s_model import DecodeConfig, Summarizer
+
+    summarizer = Summarizer.load(checkpoint, threads=threads, max_batch_tokens=64 * 400)
+    decode = DecodeConfig(**DECODE, compat="opennmt")
+    start = time.perf_counter()
+    out = summarizer.summarize(texts, decode)
+    return time.perf_counter() - start, out
+
+
+def agreement(checkpoint: Path, texts: list[str], ours: list, theirs: list[str]) -> dict:  # type: ignore[type-arg]
+    """Identical summaries, and the score gap of each difference under our model."""
+    from s2s_model import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    gaps = []
+    for i, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
+        if mine.text == other:
+            continue
+        gap = _score(model, texts[i], mine.text) - _score(model, texts[i], other)
+        gaps.append({"doc": i, "ours": mine.text, "opennmt": other, "score_gap": gap})
+    same = len(texts) - len(gaps)
+    return {
+        "identical": same,
+        "docs": len(texts),
+        "identical_fraction": round(same / len(texts), 4),
+        "differences_within_tie": sum(abs(g["score_gap"]) < TIE for g in gaps),
+        "differences": gaps,
+    }
+
+
+def _score(checkpoint, text: str, summary: str) -> float:  # type: ignore[no-untyped-def]
+    """OpenNMT-py's ranking score of ``summary``: log-prob with EOS over (tokens + 2) (avg)."""
+    import torch
+
+    from s2s_model import EOS_ID
+    from s2s_model.model import shift_right
+
+    tok = checkpoint.tokenizer
+    src = torch.tensor([tok.encode(text)])
+    ids = tok.encode(summary)
+    tgt = torch.tensor([[*ids, EOS_ID]])
+    with torch.inference_mode():
+        log_probs = checkpoint.model(src, torch.tensor([src.size(1)]), shift_right(tgt))
+    total = float(log_probs[0].gather(1, tgt[0].unsqueeze(1)).sum())
+    return total / (len(ids) + 2)
+
+
+def whole_jobs(checkpoint: Path, model: Path, texts: list[str], work: Path) -> dict[str, float]:
+    """Process start to exit: onmt_translate on one file vs our pipeline, 2 workers x 1 thread."""
+    src = work / "src.txt"
+    src.write_text("".join(t + "\n" for t in texts))
+    shards = work / "shards"
+    shards.mkdir(exist_ok=True)
+    for k in range(4):
+        (shards / f"part-{k}.txt").write_text("".join(t + "\n" for t in texts[k::4]))
+    start = time.perf_counter()
+    subprocess.run(
+        [str(ONMT_VENV / "bin" / "onmt_translate"), "-model", str(model), "-src", str(src),
+         "-output", str(work / "cli.pred"), "-beam_size", "4", "-max_length", "30",
+         "-max_length_ratio", "0", "-batch_size", "64", "-gpu", "-1"],
+        check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2", **ONMT_ENV},
+    )  # fmt: skip
+    onmt = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "--input", str(shards / "*.txt"), "--output",
+         str(work / "out"), "--overwrite", "--model", str(checkpoint), "--torch_threads", "1",
+         "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
+         "--beam_size", "4", "--max_len", "30", "--max_len_b", "30", "--length_penalty", "avg",
+         "--alpha", "1.0", "--compat", "opennmt"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return {"onmt_translate_s": round(onmt, 2), "pipeline_s": round(time.perf_counter() - start, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    model = anchor_checkpoint()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        checkpoint = work / "imported"
+        from pipeline.opennmt_import import import_opennmt
+
+        import_opennmt(model, checkpoint)
+        texts = sources(args.docs)
+        onmt_s, ours_s = [], []
+        for _ in range(args.rounds):
+            seconds, theirs = onmt_decode(model, args.docs, 2, work)
+            onmt_s.append(seconds)
+            seconds, ours = ours_decode(checkpoint, texts, 2)
+            ours_s.append(seconds)
+        jobs = whole_jobs(checkpoint, model, texts, work)
+        result = {
+            "checkpoint": model.name,
+            "decode": DECODE,
+            "agreement": agreement(checkpoint, texts, ours, theirs),
+            "decode_s": {"opennmt_2_threads": onmt_s, "ours_2_threads": ours_s},
+            "summarizer_speedup": round(min(onmt_s) / min(ours_s), 2),
+            "jobs": jobs,
+            "job_speedup": round(jobs["onmt_translate_s"] / jobs["pipeline_s"], 2),
+            "mean_summary_tokens": round(sum(len(s.tokens) for s in ours) / len(ours), 2),
+        }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "opennmt.json").write_text(json.dumps(result, indent=2) + "\n")
+    shown = {k: v for k, v in result.items() if k != "agreement"}
+    shown["agreement"] = {k: v for k, v in result["agreement"].items() if k != "differences"}
+    print(json.dumps(shown, indent=2))
+
+
+if __name__ == "__main__":
+    main()
