@@ -22,6 +22,7 @@ INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
 DEVICES = ("auto", "cpu", "cuda")
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 QUANTIZE_KINDS = ("none", "int8")
+IF_FINISHED = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_MAX_SRC_TOKENS = 400
 DEFAULT_MAX_BATCH_TOKENS = 6000
@@ -133,6 +134,14 @@ class SummarizeOptions(PipelineOptions):
             action="store_true",
             default=False,
             help="replace a finished run's output (a directory holding _SUCCESS.json)",
+        )
+        group.add_argument(
+            "--if_finished",
+            choices=IF_FINISHED,
+            default="fail",
+            help="what to do when --output already holds a finished run (_SUCCESS.json) and"
+            " --overwrite is not given: 'fail' before any work, or 'skip': log when it finished"
+            " and exit 0 without running (for scheduled, idempotent runs)",
         )
         group.add_argument(
             "--output_shards",

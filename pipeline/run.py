@@ -3,7 +3,8 @@
 A run, in order:
 
 1. ``preflight``: flags, inputs, output directory and model are checked before any work; each
-   problem is a ``PreflightError`` with a one-line message.
+   problem is a ``PreflightError`` with a one-line message. An output that already holds a
+   finished run is refused (``--if_finished fail``) or left alone with exit 0 (``skip``).
 2. Stale output of an earlier unfinished run (and, with ``--overwrite``, a finished one) is
    removed, ``_SUCCESS.json`` first, so no reader ever mixes two runs.
 3. The job runs (``FnApiRunner`` unless ``--runner`` says otherwise: Beam 2.77's
@@ -84,6 +85,8 @@ class RunReport:
 
     output: str
     manifest: dict[str, Any]
+    # True when --if_finished skip found this run already finished and ran nothing.
+    skipped: bool = False
 
     @property
     def read(self) -> int:
@@ -141,7 +144,7 @@ def _check_output(output: str, overwrite: bool) -> None:
     if FileSystems.exists(marker) and not overwrite:
         raise PreflightError(
             f"{output} already holds a finished run ({marker}): pass --overwrite to replace it,"
-            " or choose another --output"
+            " --if_finished skip to keep it, or choose another --output"
         )
 
 
@@ -411,20 +414,56 @@ def run_plan(
     return RunReport(output=plan.output, manifest=manifest)
 
 
-def prepare(argv: Sequence[str]) -> tuple[SummarizeOptions, RunPlan]:
-    """Parse and preflight ``argv``; the local runner that downloads nothing is the default."""
+def parse(argv: Sequence[str]) -> SummarizeOptions:
+    """The options of ``argv``; the local runner that downloads nothing is the default."""
     try:
         options = parse_options(argv).view_as(SummarizeOptions)
     except OptionsError as err:
         raise PreflightError(str(err)) from None
     if not options.view_as(StandardOptions).runner:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    return options
+
+
+def prepare(argv: Sequence[str]) -> tuple[SummarizeOptions, RunPlan]:
+    """Parse and preflight ``argv``."""
+    options = parse(argv)
     return options, preflight(options)
 
 
+def finished_run(options: SummarizeOptions) -> RunReport | None:
+    """With ``--if_finished skip`` (and no ``--overwrite``): the finished run already in
+    ``--output``, logged as skipped; else None (the run goes ahead, or preflight refuses it)."""
+    if options.overwrite or options.if_finished != "skip" or not options.output:
+        return None
+    try:
+        manifest = read_manifest(options.output)
+    except (ValueError, OSError) as err:  # a damaged marker: never trust it, never skip on it
+        raise PreflightError(
+            f"cannot read {success_path(options.output)} ({_one_line(err)}): remove it or pass"
+            " --overwrite"
+        ) from None
+    if manifest is None:
+        return None
+    logger.info(
+        "%s already finished at %s: skipping",
+        options.output,
+        manifest.get("finished_at", "an unknown time"),
+    )
+    return RunReport(output=options.output, manifest=manifest, skipped=True)
+
+
 def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> RunReport:
-    """Check, run and account one summarize job; ``python -m pipeline`` and the CLI call this."""
-    options, plan = prepare(argv)
+    """Check, run and account one summarize job; ``python -m pipeline`` and the CLI call this.
+
+    With ``--if_finished skip`` an output that already holds a finished run is not touched:
+    the report of that run comes back with ``skipped=True``.
+    """
+    options = parse(argv)
+    finished = finished_run(options)
+    if finished is not None:
+        return finished
+    plan = preflight(options)
     logger.info(
         "summarizing %d shard(s) with model %s (%s) on %s into %s",
         plan.shards,
@@ -442,6 +481,7 @@ __all__ = [
     "RunPlan",
     "RunReport",
     "build_pipeline",
+    "finished_run",
     "preflight",
     "prepare",
     "read_manifest",

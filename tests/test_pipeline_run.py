@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -194,3 +196,61 @@ def test_two_worker_processes_give_the_same_rows(
 
     assert rows(output / "summaries", "summary") == rows(in_memory / "summaries", "summary")
     assert rows(output / "dead_letter", "reason") == rows(in_memory / "dead_letter", "reason")
+
+
+def test_if_finished_skip_leaves_a_finished_run_alone(
+    tmp_path: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    output = tmp_path / "out"
+    first = run(summarize_args([str(write_lines(tmp_path / "a.txt", ["the package"]))], output,
+                               tiny_checkpoint))  # fmt: skip
+    files = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    # Inputs and model gone since: a skipped run needs neither.
+    argv = summarize_args([str(tmp_path / "gone-*.txt")], output, tmp_path / "no-model")
+    with caplog.at_level("INFO", logger="pipeline"):
+        report = run([*argv, "--if_finished", "skip"])
+    assert report.skipped and report.manifest == first.manifest and report.read == 1
+    assert f"{output} already finished at {first.manifest['finished_at']}: skipping" in caplog.text
+    assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == files
+    with pytest.raises(PreflightError, match="already holds a finished run"):
+        run([*argv, "--if_finished", "fail"])
+
+
+def test_if_finished_skip_runs_an_unfinished_output_and_overwrite_wins(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    output = tmp_path / "out"
+    inputs = write_lines(tmp_path / "a.txt", make_texts(3, seed=8))
+    argv = [*summarize_args([str(inputs)], output, tiny_checkpoint), "--if_finished", "skip"]
+    first = run(argv)
+    assert not first.skipped and first.read == 3
+    write_lines(inputs, make_texts(5, seed=9))
+    again = run([*argv, "--overwrite"])
+    assert not again.skipped and again.read == 5
+    assert json.loads((output / "_SUCCESS.json").read_text())["counts"]["read"] == 5
+
+
+def test_if_finished_skip_refuses_a_damaged_marker(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "_SUCCESS.json").write_text('{"counts": ')
+    inputs = write_lines(tmp_path / "a.txt", ["the package"])
+    argv = [*summarize_args([str(inputs)], output, tiny_checkpoint), "--if_finished", "skip"]
+    with pytest.raises(PreflightError, match=r"cannot read .*_SUCCESS\.json.*--overwrite"):
+        run(argv)
+
+
+def test_python_m_pipeline_skips_a_finished_output_with_exit_0(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    output.mkdir()
+    manifest = {"finished_at": "2030-01-02T03:04:05+00:00", "duration_s": 1.0,
+                "counts": {"read": 2, "summarized": 2, "dead_lettered": 0}}  # fmt: skip
+    (output / "_SUCCESS.json").write_text(json.dumps(manifest))
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--input", str(tmp_path / "none*"),
+         "--output", str(output), "--if_finished", "skip"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert f"{output} already finished at 2030-01-02T03:04:05+00:00: skipping" in completed.stderr
+    assert sorted(p.name for p in output.iterdir()) == ["_SUCCESS.json"]
