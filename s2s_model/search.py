@@ -144,6 +144,8 @@ class _Active:
     beam_lp: Tensor  # (B, K) cumulative log-probabilities
     max_lens: Tensor  # (B,)
     floor: Tensor  # (B,) n_best-th finished score, -inf until there are n_best
+    count: Tensor  # (B,) finished hypotheses so far
+    bound: Tensor  # (B,) penalty(max_len + 1): the largest a hypothesis can get
 
     def keep(self, keep_docs: Tensor, beams: int) -> _Active:
         """Only the documents ``keep_docs``; the source axis shrinks to the longest kept."""
@@ -161,6 +163,8 @@ class _Active:
             beam_lp=self.beam_lp.index_select(0, keep_docs),
             max_lens=self.max_lens.index_select(0, keep_docs),
             floor=self.floor.index_select(0, keep_docs),
+            count=self.count.index_select(0, keep_docs),
+            bound=self.bound.index_select(0, keep_docs),
         )
 
     def extend(self, other: _Active) -> _Active:
@@ -175,6 +179,8 @@ class _Active:
             beam_lp=torch.cat([self.beam_lp, other.beam_lp]),
             max_lens=torch.cat([self.max_lens, other.max_lens]),
             floor=torch.cat([self.floor, other.floor]),
+            count=torch.cat([self.count, other.count]),
+            bound=torch.cat([self.bound, other.bound]),
         )
 
 
@@ -274,6 +280,7 @@ def _admit(
         [sources[d] for d in docs], batch_first=True, padding_value=PAD_ID
     )
     memory, state = model.encode(src, src_len)
+    max_lens = _max_lens(src_len, config).to(src.device)
     if shortlist is not None:
         allowed = shortlist.unsqueeze(0).repeat(len(docs), 1)  # (b, V)
         memory = memory.with_allowed(allowed.scatter_(1, src, True))
@@ -287,8 +294,12 @@ def _admit(
         history=src.new_full((len(docs) * beams, _width(config)), PAD_ID),
         steps=torch.zeros_like(src_len),
         beam_lp=beam_lp,
-        max_lens=_max_lens(src_len, config).to(src.device),
+        max_lens=max_lens,
         floor=torch.full((len(docs),), NEG_INF, device=src.device),
+        count=torch.zeros_like(src_len),
+        bound=torch.tensor(
+            [config.penalty(int(m) + 1) for m in max_lens.tolist()], device=src.device
+        ),
     )
     return fresh if active is None else active.extend(fresh)
 
@@ -330,7 +341,7 @@ def _step(
     active.history = torch.cat([history, token.gather(1, sel_pos).view(-1, 1)], dim=1)
     active.state, active.beam_lp, active.steps = state.index_select(rows), sel_lp, active.steps + 1
     if done is None:
-        done = _done(active, finished, config)
+        done = _done(active, config)
     if bool(done.all()):
         return None
     if bool(done.any()):
@@ -373,9 +384,8 @@ def _select_opennmt(
     last_step = (active.steps + 1 >= active.max_lens).unsqueeze(1)  # (B, 1)
     finishing = is_eos | (last_step & live)
     _finish(active, finished, config, top_lp, parent, token, finishing)
-    count = torch.tensor([len(finished[d]) for d in active.docs], device=top_lp.device)
     sel_lp = top_lp.masked_fill(finishing, NEG_INF)
-    done = (is_eos[:, 0] & (count >= config.n_best)) | last_step.squeeze(1)
+    done = (is_eos[:, 0] & (active.count >= config.n_best)) | last_step.squeeze(1)
     done = done | torch.isinf(sel_lp).all(dim=1)
     positions = torch.arange(top_lp.size(1), device=top_lp.device).expand_as(top_lp)
     return sel_lp, positions, done
@@ -407,12 +417,13 @@ def _finish(
         log_prob = float(top_lp[b, j])
         doc = finished[active.docs[b]]
         doc.append(Hypothesis(tokens, log_prob / config.penalty(steps + extra), log_prob))
+        active.count[b] += 1
         if len(doc) >= config.n_best:
             scores = sorted((h.score for h in doc), reverse=True)
             active.floor[b] = scores[config.n_best - 1]
 
 
-def _done(active: _Active, finished: list[list[Hypothesis]], config: DecodeConfig) -> Tensor:
+def _done(active: _Active, config: DecodeConfig) -> Tensor:
     """(B,) bool: documents that can stop.
 
     A live hypothesis with cumulative log-prob ``lp <= 0`` ends with a log-prob at most ``lp`` and
@@ -420,15 +431,10 @@ def _done(active: _Active, finished: list[list[Hypothesis]], config: DecodeConfi
     ``lp / penalty(max_len + 1)``. When that bound cannot beat the n-th best finished score, no
     further step can change the result.
     """
-    count = torch.tensor([len(finished[d]) for d in active.docs], device=active.beam_lp.device)
     best_live = active.beam_lp.max(dim=1).values  # (B,)
-    penalties = torch.tensor(
-        [config.penalty(int(m) + 1) for m in active.max_lens.tolist()],
-        device=best_live.device,
-    )
-    cannot_improve = (best_live / penalties) <= active.floor
+    cannot_improve = (best_live / active.bound) <= active.floor
     no_live = torch.isinf(best_live)
-    return (count >= config.beam_size) | cannot_improve | no_live
+    return (active.count >= config.beam_size) | cannot_improve | no_live
 
 
 def _hypothesis(tokens: list[int], log_prob: float, config: DecodeConfig) -> Hypothesis:
