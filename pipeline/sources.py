@@ -243,6 +243,21 @@ def _dead(doc_id: str, path: str, reason: str, detail: str, raw: Any) -> DeadLet
 _READERS = {"lines": read_lines, "file": read_file, "jsonl": read_jsonl, "parquet": read_parquet}
 
 
+def portable_path(path: str) -> str | bytes:
+    """``path`` as Beam can encode it. Beam's coders write ``str`` as UTF-8, and a local file
+    name that is not UTF-8 reaches Python with surrogate escapes (PEP 383), which would fail
+    the whole job: such a path travels as its bytes instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape")
+    return path
+
+
+def from_portable_path(shard: str | bytes) -> str:
+    return shard.decode("utf-8", "surrogateescape") if isinstance(shard, bytes) else shard
+
+
 class _ReadShardFn(beam.DoFn):
     """Path -> its records, as Documents and DeadLetters."""
 
@@ -251,22 +266,24 @@ class _ReadShardFn(beam.DoFn):
         self._records = Metrics.counter(METRICS_NAMESPACE, "records_read")
         self._shards = Metrics.counter(METRICS_NAMESPACE, "shards_read")
 
-    def process(self, path: str) -> Iterator[Record]:
+    def process(self, shard: str | bytes) -> Iterator[Record]:
         self._shards.inc()
+        path = from_portable_path(shard)
+        label = safe_text(path)  # what ids and the source column say: always valid UTF-8
         reader = _READERS[shard_format(path, self._settings.input_format)]
         records = 0
         try:
             with open_shard(path) as stream:
-                for output in reader(stream, path, self._settings):
+                for output in reader(stream, label, self._settings):
                     records += 1
                     self._records.inc()
                     yield output
         except Exception as err:  # any way a shard can break: OSError, EOFError, ArrowInvalid
-            logger.warning("shard %s broke after %d records: %s", path, records, err)
+            logger.warning("shard %s broke after %d records: %s", label, records, err)
             self._records.inc()
             yield _dead(
-                f"{path}:{records + 1}-",
-                path,
+                f"{label}:{records + 1}-",
+                label,
                 dl.UNREADABLE_SHARD,
                 f"{type(err).__name__}: {err} (after {records} records; the rest of the shard"
                 " is lost)",
@@ -291,7 +308,7 @@ class ReadShards(beam.PTransform):
             pbegin
             | "Patterns" >> beam.Create(self._patterns)
             | "MatchShards" >> fileio.MatchAll()
-            | "ShardPaths" >> beam.Map(lambda metadata: metadata.path)
+            | "ShardPaths" >> beam.Map(lambda metadata: portable_path(metadata.path))
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
             | "ReadRecords" >> beam.ParDo(_ReadShardFn(self._settings))

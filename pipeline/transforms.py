@@ -7,6 +7,7 @@ of any multi-input Flatten in memory, so this pipeline has none (see sources.py)
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,12 +24,21 @@ from s2s_model import Summary
 
 SUMMARIES = "summaries"
 DEAD_LETTER = "dead_letter"
-EMPTY_DETAIL = "document is empty or whitespace only"
+EMPTY_DETAIL = "document is empty or holds only whitespace and control or format characters"
+# Unicode categories that carry no text: controls (NUL, ...) and format characters (zero-width
+# joiners, bidi marks, BOM). A document of nothing else is blank, though a tokenizer may still
+# read pieces in it (SentencePiece reads NUL as a token).
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing but whitespace, control and format characters."""
+    return all(c.isspace() or unicodedata.category(c) in INVISIBLE_CATEGORIES for c in text)
 
 
 def validate(record: Record) -> Record:
     """A blank Document becomes a dead letter; everything else passes unchanged."""
-    if isinstance(record, Document) and not record.text.strip():
+    if isinstance(record, Document) and is_blank(record.text):
         return dl.dead_letter(
             record.doc_id, record.source, dl.EMPTY_DOCUMENT, EMPTY_DETAIL, record.text
         )

@@ -20,7 +20,13 @@ from pipeline.model_handler import (
     token_batches,
 )
 from pipeline.sources import Document
-from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments, summary_row
+from pipeline.transforms import (
+    DEAD_LETTER,
+    EMPTY_DETAIL,
+    SUMMARIES,
+    SummarizeDocuments,
+    summary_row,
+)
 from s2s_model import DecodeConfig, Summarizer, Summary
 from tests.conftest import make_texts
 
@@ -175,7 +181,7 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
             dead,
             equal_to(
                 [
-                    ("blank", "empty_document", "document is empty or whitespace only"),
+                    ("blank", "empty_document", EMPTY_DETAIL),
                     ("bad", "inference_error", "RuntimeError: poisoned"),
                 ]
             ),
