@@ -22,6 +22,7 @@ MISSING_FIELD = "missing_field"  # the text field is absent or null
 WRONG_FIELD_TYPE = "wrong_field_type"  # the text field is not a string
 EMPTY_DOCUMENT = "empty_document"  # nothing but whitespace
 INFERENCE_ERROR = "inference_error"  # the model failed on this document alone
+OUT_OF_MEMORY = "out_of_memory"  # this document alone, in a batch of one, ran out of memory
 
 REASONS = (
     UNREADABLE_SHARD,
@@ -31,6 +32,7 @@ REASONS = (
     WRONG_FIELD_TYPE,
     EMPTY_DOCUMENT,
     INFERENCE_ERROR,
+    OUT_OF_MEMORY,
 )
 
 

@@ -17,8 +17,13 @@ documents and dead letters share one stream so that no ``Flatten`` is needed (se
 
 Failures. RunInference's own exception handling fails a whole batch; instead a failing window is
 split in halves and retried, down to single documents, so only the document that really fails
-becomes an ``InferenceFailure`` (and then a dead letter), and an out-of-memory batch is retried
-in smaller pieces.
+becomes an ``InferenceFailure`` (and then a dead letter). A single document is tried twice
+before it is dead-lettered, so an error on a first attempt (transient) costs no document. An
+out-of-memory error (``torch.OutOfMemoryError``, or a ``RuntimeError`` / ``MemoryError`` saying
+so) frees the accelerator's cached memory and splits the same way, since a smaller window makes
+smaller batches; a document that runs out of memory alone is dead-lettered as
+``out_of_memory``. Nothing a document does can fail the bundle: a failed bundle would be
+retried whole on distributed runners, and fail the job on the local one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -48,6 +54,10 @@ from s2s_model import DecodeConfig, Summarizer, Summary
 logger = logging.getLogger(__name__)
 
 LOCAL_SCHEMES = (None, "", "file")
+# Attempts at one document (alone) before it becomes a dead letter.
+SINGLE_DOCUMENT_ATTEMPTS = 2
+# How PyTorch and the C allocator word running out of memory in a plain RuntimeError.
+OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 # Thread settings read by OpenMP / MKL when their pools start: they must reach the worker
 # process before torch's first parallel op, which is what ModelHandler(env_vars=...) is for.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -66,6 +76,15 @@ NO_TOKENS = InferenceFailure(
     "no tokens the model can read (only control, zero-width or other characters that the"
     " tokenizer drops)",
 )
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for an allocation failure on any device."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(err, RuntimeError) and any(
+        message in str(err).lower() for message in OUT_OF_MEMORY_MESSAGES
+    )
 
 
 def token_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -102,6 +121,20 @@ def local_checkpoint(path: str) -> str:
                 dest.write(chunk)
     logger.info("copied model %s to %s", path, target)
     return target
+
+
+def _count_tokens(doc: Document, model: Summarizer) -> int | InferenceFailure:
+    try:
+        return model.count_tokens(doc.text)
+    except Exception as err:  # a tokenizer failure is this document's, not the bundle's
+        logger.warning("cannot tokenize %s: %r", doc.doc_id, err)
+        return InferenceFailure(dl.INFERENCE_ERROR, f"tokenizer: {type(err).__name__}: {err}")
+
+
+def _free_cached_memory(model: Summarizer) -> None:
+    """Give the CUDA caching allocator's free blocks back before retrying smaller batches."""
+    if str(model.device).startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
@@ -178,15 +211,20 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
                 yield PredictionResult(record, record, model.fingerprint)
             else:
                 docs.append(record)
-        lengths = [model.count_tokens(doc.text) for doc in docs]
-        for doc, length in zip(docs, lengths, strict=True):
-            if not length:
+        readable: list[Document] = []
+        lengths: list[int] = []
+        for doc in docs:
+            length = _count_tokens(doc, model)
+            if isinstance(length, InferenceFailure):
+                yield PredictionResult(doc, length, model.fingerprint)
+            elif not length:
                 yield PredictionResult(doc, NO_TOKENS, model.fingerprint)
-        readable = [i for i, length in enumerate(lengths) if length]
-        docs = [docs[i] for i in readable]
-        if docs:
-            outcomes = self._timed_summarize(docs, [lengths[i] for i in readable], model)
-            for doc, outcome in zip(docs, outcomes, strict=True):
+            else:
+                readable.append(doc)
+                lengths.append(length)
+        if readable:
+            outcomes = self._timed_summarize(readable, lengths, model)
+            for doc, outcome in zip(readable, outcomes, strict=True):
                 yield PredictionResult(doc, outcome, model.fingerprint)
 
     def _timed_summarize(
@@ -206,17 +244,25 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         return outcomes
 
     def _summarize(
-        self, docs: list[Document], model: Summarizer
+        self, docs: list[Document], model: Summarizer, attempt: int = 1
     ) -> list[Summary | InferenceFailure]:
         try:
             return list(model.summarize([doc.text for doc in docs], self._decode))
         except Exception as err:  # the model's failure becomes data, never a failed bundle
-            if len(docs) == 1:
-                logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
-                return [InferenceFailure(dl.INFERENCE_ERROR, f"{type(err).__name__}: {err}")]
-            Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
-            half = len(docs) // 2
-            return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)
+            out_of_memory = is_out_of_memory(err)
+            if out_of_memory:
+                Metrics.counter(METRICS_NAMESPACE, "out_of_memory_errors").inc()
+                _free_cached_memory(model)
+            if len(docs) > 1:
+                Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
+                half = len(docs) // 2
+                return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)
+            if attempt < SINGLE_DOCUMENT_ATTEMPTS:
+                Metrics.counter(METRICS_NAMESPACE, "document_retries").inc()
+                return self._summarize(docs, model, attempt + 1)
+            logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
+            reason = dl.OUT_OF_MEMORY if out_of_memory else dl.INFERENCE_ERROR
+            return [InferenceFailure(reason, f"{type(err).__name__}: {err}")]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r.text) if isinstance(r, Document) else len(r.raw) for r in batch)

@@ -8,9 +8,13 @@ A run, in order:
 2. Stale output of an earlier unfinished run (and, with ``--overwrite``, a finished one) is
    removed, ``_SUCCESS.json`` first, so no reader ever mixes two runs.
 3. The job runs (``FnApiRunner`` unless ``--runner`` says otherwise: Beam 2.77's
-   ``DirectRunner`` first tries to download a Prism binary).
+   ``DirectRunner`` first tries to download a Prism binary) and writes below
+   ``<output>/_temporary/<run id>/``. A job that fails (a worker killed, a bundle that raises)
+   has its files removed there; if the launcher itself dies they stay there, never among the
+   outputs, until the next run to the same output clears them.
 4. Accounting: rows are counted from the Parquet footers and checked against the job's
-   ``records_read`` counter; a dead-letter fraction above ``--max_dead_letter_fraction`` fails.
+   ``records_read`` counter; then the files move into ``summaries/`` and ``dead_letter/``, and
+   a dead-letter fraction above ``--max_dead_letter_fraction`` fails the run.
 5. ``_SUCCESS.json`` is written last. A run that fails anywhere leaves none.
 """
 
@@ -24,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,17 +40,21 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
-from pipeline.model_handler import Seq2SeqModelHandler, local_checkpoint
+from pipeline.model_handler import LOCAL_SCHEMES, Seq2SeqModelHandler, local_checkpoint
 from pipeline.options import OptionsError, SummarizeOptions, parse_options
 from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
 from pipeline.sinks import (
+    DEAD_LETTER_DIR,
+    SUMMARIES_DIR,
     WriteDeadLetters,
     WriteSummaries,
+    attempt_dir,
     count_rows,
     dead_letter_dir,
     output_files,
     success_path,
     summaries_dir,
+    temporary_dir,
 )
 from pipeline.sources import ReadSettings, ReadShards
 from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
@@ -56,6 +65,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 MANIFEST_VERSION = 1
+# What runners say when a worker process dies under them, and what it means for the user.
+WORKER_DIED = ("Channel closed prematurely", "Worker subprocess exited")
+WORKER_DIED_HINT = (
+    "a worker process died (killed, or out of memory?): nothing was kept; re-run to the same"
+    " --output"
+)
 
 
 class PreflightError(Exception):
@@ -203,9 +218,17 @@ def _one_line(err: BaseException) -> str:
 # -- building ----------------------------------------------------------------------------------
 
 
-def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: DecodeConfig) -> None:
-    """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters."""
+def build_pipeline(
+    p: beam.Pipeline,
+    options: SummarizeOptions,
+    *,
+    decode: DecodeConfig,
+    write_to: str | None = None,
+) -> None:
+    """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters
+    below ``write_to`` (default: ``--output``; run() passes a temporary directory)."""
     opts = options.view_as(SummarizeOptions)
+    target = write_to or opts.output
     settings = ReadSettings(
         input_format=opts.input_format,
         text_field=opts.text_field,
@@ -228,12 +251,12 @@ def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: Decod
     outputs = records | "SummarizeDocuments" >> SummarizeDocuments(handler, with_n_best=with_n_best)
     summaries, dead = outputs[SUMMARIES], outputs[DEAD_LETTER]
     _ = summaries | "WriteSummaries" >> WriteSummaries(
-        opts.output,
+        target,
         with_n_best=with_n_best,
         num_shards=opts.output_shards,
         codec=opts.parquet_codec,
     )
-    _ = dead | "WriteDeadLetters" >> WriteDeadLetters(opts.output, codec=opts.parquet_codec)
+    _ = dead | "WriteDeadLetters" >> WriteDeadLetters(target, codec=opts.parquet_codec)
     if opts.progress_dir:
         # One reporter per stream, not a Flatten: see transforms.py.
         reporter = ReportProgress(opts.progress_dir)
@@ -245,17 +268,50 @@ def build_pipeline(p: beam.Pipeline, options: SummarizeOptions, *, decode: Decod
 
 
 def _remove_tree(directory: str) -> None:
-    if FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list:
+    """Delete ``directory`` and everything below it, if it exists.
+
+    Local: the directory itself, even empty (Beam deletes a path without '/' recursively, and
+    reads a path ending in '/' as the glob 'dir/*', which fails on an empty directory).
+    Object stores: every object under the prefix ('dir/'; the directory is no object)."""
+    if FileSystems.get_scheme(directory) in LOCAL_SCHEMES:
+        if FileSystems.exists(directory):
+            FileSystems.delete([directory.rstrip("/")])
+    elif FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list:
         FileSystems.delete([directory.rstrip("/") + "/"])
 
 
 def clear_output(output: str) -> None:
-    """Remove _SUCCESS.json (first), then every summary and dead-letter file of earlier runs."""
+    """Remove _SUCCESS.json (first), then every summary and dead-letter file of earlier runs,
+    and what unfinished runs left in ``_temporary/``."""
     marker = success_path(output)
     if FileSystems.exists(marker):
         FileSystems.delete([marker])
     _remove_tree(summaries_dir(output))
     _remove_tree(dead_letter_dir(output))
+    _remove_tree(temporary_dir(output))
+
+
+def discard_attempt(output: str, attempt: str) -> None:
+    """Best effort: remove a failed job's files (the next run clears what this cannot)."""
+    try:
+        _remove_tree(attempt)
+        _remove_tree(temporary_dir(output))
+    except Exception as err:  # a failed cleanup must not hide why the job failed
+        logger.warning("could not remove %s: %s", attempt, _one_line(err))
+
+
+def promote(attempt: str, output: str) -> None:
+    """Move the finished job's Parquet files from ``attempt`` into ``output``'s directories."""
+    for directory in (SUMMARIES_DIR, DEAD_LETTER_DIR):
+        sources = output_files(FileSystems.join(attempt, directory))
+        if not sources:
+            continue
+        target = FileSystems.join(output, directory)
+        if not FileSystems.exists(target):
+            FileSystems.mkdirs(target)  # local filesystems need it; object stores ignore it
+        names = [FileSystems.split(path)[1] for path in sources]
+        FileSystems.rename(sources, [FileSystems.join(target, name) for name in names])
+    _remove_tree(temporary_dir(output))
 
 
 def counter_totals(result: PipelineResult) -> dict[str, int] | None:
@@ -279,7 +335,10 @@ def _relative(paths: Sequence[str], output: str) -> list[str]:
 
 
 def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
-    """Counts from the Parquet footers, checked against the job's records_read counter."""
+    """Counts from the Parquet footers, checked against the job's records_read counter.
+
+    ``output`` is where the job wrote (a run's attempt directory); file names are relative to
+    it, which is where they are once promoted."""
     summary_files = output_files(summaries_dir(output))
     dead_files = output_files(dead_letter_dir(output))
     summarized = count_rows(summary_files)
@@ -290,7 +349,7 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
         if read != summarized + dead_lettered:
             raise RunFailed(
                 f"accounting mismatch: {read} records read but {summarized} summaries +"
-                f" {dead_lettered} dead letters written to {output}"
+                f" {dead_lettered} dead letters written to {output} (kept there to diagnose)"
             )
     by_reason = {r: counters.get(f"dead_letters_{r}", 0) for r in REASONS} if counters else {}
     padded = (counters or {}).get("padded_tokens_in", 0)
@@ -346,9 +405,14 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _run_job(options: SummarizeOptions, decode: DecodeConfig) -> PipelineResult:
+def _run_id() -> str:
+    """Sortable by start time, unique across launchers."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _run_job(options: SummarizeOptions, decode: DecodeConfig, write_to: str) -> PipelineResult:
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=decode)
+    build_pipeline(p, options, decode=decode, write_to=write_to)
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
@@ -384,6 +448,7 @@ def run_plan(
     """Run a preflighted job to the end and write its manifest; raise RunFailed otherwise."""
     clear_output(plan.output)
     started, clock = _utc_now(), time.monotonic()
+    attempt = attempt_dir(plan.output, _run_id())
     progress_dir = None
     if on_progress is not None and is_local_runner(options):
         progress_dir = tempfile.mkdtemp(prefix="s2s-progress-")
@@ -391,18 +456,23 @@ def run_plan(
     try:
         if progress_dir and on_progress:
             with ProgressMonitor(progress_dir, on_progress):
-                result = _run_job(options, plan.decode)
+                result = _run_job(options, plan.decode, attempt)
         else:
-            result = _run_job(options, plan.decode)
-    except RunFailed:
-        raise
-    except Exception as err:  # the runner's own error: keep its message, drop the stack
-        logger.debug("job failed", exc_info=True)
-        raise RunFailed(f"the job failed: {_one_line(err)[-500:]}") from err
+            result = _run_job(options, plan.decode, attempt)
+    except BaseException as err:  # the job failed, or the launcher is being interrupted
+        discard_attempt(plan.output, attempt)
+        if isinstance(err, RunFailed) or not isinstance(err, Exception):
+            raise
+        logger.debug("job failed", exc_info=True)  # the runner's error: keep its message
+        message = _one_line(err)[-500:]
+        if any(sign in message for sign in WORKER_DIED):
+            message = f"{message} - {WORKER_DIED_HINT}"
+        raise RunFailed(f"the job failed: {message}") from err
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
-    accounting = account(plan.output, counter_totals(result))
+    accounting = account(attempt, counter_totals(result))
+    promote(attempt, plan.output)
     check_dead_letters(accounting, options.max_dead_letter_fraction, plan.output)
     timing = {
         "started_at": started,

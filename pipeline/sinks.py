@@ -5,9 +5,13 @@ Layout of an output directory::
     <output>/summaries/part-SSSSS-of-NNNNN.parquet    one row per summarized document
     <output>/dead_letter/part-SSSSS-of-NNNNN.parquet  one row per record that was not
     <output>/_SUCCESS.json                            written last, by run.py
+    <output>/_temporary/<run id>/...                  a running job's files (see run.py)
 
 Beam writes each file under a temporary name and renames it when the bundle that wrote it has
-committed, so a retried bundle leaves no duplicate rows.
+committed, so a retried bundle leaves no duplicate rows. The job itself writes below
+``_temporary/<run id>/``; run.py moves the files into place only once the whole job has
+succeeded, so a job that dies leaves nothing in ``summaries/`` or ``dead_letter/``. Readers
+(pyarrow, Spark) skip names that start with ``_``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pipeline.dead_letters import DeadLetter, count_dead_letter
 SUMMARIES_DIR = "summaries"
 DEAD_LETTER_DIR = "dead_letter"
 SUCCESS_FILE = "_SUCCESS.json"
+TEMPORARY_DIR = "_temporary"
 FILE_PREFIX = "part"
 FILE_SUFFIX = ".parquet"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
@@ -77,6 +82,15 @@ def dead_letter_dir(output: str) -> str:
 
 def success_path(output: str) -> str:
     return FileSystems.join(output, SUCCESS_FILE)
+
+
+def temporary_dir(output: str) -> str:
+    return FileSystems.join(output, TEMPORARY_DIR)
+
+
+def attempt_dir(output: str, run_id: str) -> str:
+    """Where the job of run ``run_id`` writes before its files are moved into ``output``."""
+    return FileSystems.join(temporary_dir(output), run_id)
 
 
 def output_files(directory: str) -> list[str]:

@@ -81,7 +81,9 @@ def test_a_failing_batch_is_split_until_only_the_bad_document_fails() -> None:
     assert [r.example.text for r in failed] == [f"{POISON} pill here"]
     assert failed[0].inference.reason == "inference_error"
     assert "cannot summarize poison" in failed[0].inference.detail
-    assert len(model.calls) <= 1 + 2 * 4  # halving, not one retry per document
+    # halving, not one retry per document; the bad document alone gets a second attempt
+    assert len(model.calls) <= 1 + 2 * 4 + 1
+    assert model.calls[-2:] == [1, 1]
     assert all(r.model_id == "fake" for r in results)
 
 
