@@ -29,6 +29,7 @@ retried whole on distributed runners, and fail the job on the local one.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -49,7 +51,7 @@ from pipeline.options import (
     DEVICES,
 )
 from pipeline.sources import DeadLetter, Document, Record
-from s2s_model import DecodeConfig, Summarizer, Summary
+from s2s_model import CheckpointError, DecodeConfig, Summarizer, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +118,33 @@ def local_checkpoint(path: str) -> str:
     pattern = FileSystems.join(path, "*")
     for metadata in FileSystems.match([pattern])[0].metadata_list:
         name = metadata.path.rstrip("/").rsplit("/", 1)[-1]
-        with FileSystems.open(metadata.path) as source, open(f"{target}/{name}", "wb") as dest:
+        with (
+            FileSystems.open(
+                metadata.path, compression_type=CompressionTypes.UNCOMPRESSED
+            ) as source,
+            open(f"{target}/{name}", "wb") as dest,
+        ):
             while chunk := source.read(1 << 20):
                 dest.write(chunk)
     logger.info("copied model %s to %s", path, target)
     return target
+
+
+def load_summarizer(path: str | None, **settings: Any) -> Summarizer:
+    """``Summarizer.load`` from a local path or any Beam filesystem (None: the bundled model).
+
+    A remote checkpoint is copied to a temporary directory, loaded (everything is in memory
+    then) and the copy removed; errors name the remote file, not the copy."""
+    local = None if path is None else local_checkpoint(path)
+    try:
+        return Summarizer.load(local, **settings)
+    except CheckpointError as err:
+        if local == path or local is None or path is None:
+            raise
+        raise CheckpointError(str(err).replace(local, path.rstrip("/"))) from None
+    finally:
+        if local is not None and local != path:
+            shutil.rmtree(local, ignore_errors=True)
 
 
 def _count_tokens(doc: Document, model: Summarizer) -> int | InferenceFailure:
@@ -180,9 +204,8 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         self._quantize = quantize
 
     def load_model(self) -> Summarizer:
-        path = None if self._model_path is None else local_checkpoint(self._model_path)
-        summarizer = Summarizer.load(
-            path,
+        summarizer = load_summarizer(
+            self._model_path,
             device=self._device,
             threads=self._threads,
             max_src_tokens=self._max_src_tokens,

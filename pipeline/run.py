@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
-from pipeline.model_handler import LOCAL_SCHEMES, Seq2SeqModelHandler, local_checkpoint
+from pipeline.model_handler import LOCAL_SCHEMES, Seq2SeqModelHandler, load_summarizer
 from pipeline.options import OptionsError, SummarizeOptions, parse_options
 from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
 from pipeline.sinks import (
@@ -164,18 +164,13 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 
 def _load_model(options: SummarizeOptions) -> Summarizer:
-    path = None
     try:
-        path = None if options.model is None else local_checkpoint(options.model)
-        return Summarizer.load(
-            path, device="cpu", threads=options.torch_threads, quantize=options.quantize
+        return load_summarizer(
+            options.model, device="cpu", threads=options.torch_threads, quantize=options.quantize
         )
     except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
         where = options.model or "the bundled model"
         raise PreflightError(f"cannot load model {where}: {_one_line(err)}") from None
-    finally:
-        if path is not None and path != options.model:  # a local copy of a remote model
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _resolve_decode(model: Summarizer, options: SummarizeOptions) -> DecodeConfig:
