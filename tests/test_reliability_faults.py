@@ -216,10 +216,12 @@ def _launch(handler: str, argv: list[str], faults: Path, **env: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", [1, 5])
 def test_a_killed_worker_process_fails_the_run_clearly_or_completes_exactly(
-    tmp_path: Path, tiny_checkpoint: Path, faults: Path, kill_at: int
+    tmp_path: Path, tiny_checkpoint: Path, faults: Path
 ) -> None:
+    # The 5th model call, over both processes: rows of earlier windows are on their way to
+    # the sinks. (tests/test_scale_out.py kills a worker from outside, while it reads.)
+    kill_at = 5
     corpus = _corpus(tmp_path / "corpus", shards=4, per_shard=30)
     output = tmp_path / "out"
     argv = summarize_args(
