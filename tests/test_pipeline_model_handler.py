@@ -202,3 +202,21 @@ def test_cuda_without_a_gpu_warns_and_uses_the_cpu(
     assert "no CUDA device is available" in caplog.text
     auto = Seq2SeqModelHandler(str(tiny_checkpoint), device="auto").load_model()
     assert auto.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "blank"),
+    [
+        ("", True),
+        (" \t\n\u00a0\u3000", True),
+        ("\x00\x01\x7f", True),  # controls
+        ("\u200b\u200d\ufeff\u202e\u00ad", True),  # format characters
+        ("\x00a", False),
+        ("📦", False),
+        ("\u0301", False),  # a combining mark is text
+    ],
+)
+def test_is_blank(text: str, blank: bool) -> None:
+    from pipeline.transforms import is_blank
+
+    assert is_blank(text) is blank

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from pathlib import Path
 
 import apache_beam as beam
@@ -175,3 +176,12 @@ def test_unopenable_shard_is_one_dead_letter(tmp_path: Path) -> None:
     (letter,) = out
     assert isinstance(letter, DeadLetter) and letter.reason == "unreadable_shard"
     assert "after 0 records" in letter.detail
+
+
+def test_a_file_name_that_is_not_utf8_travels_as_bytes() -> None:
+    from pipeline.sources import from_portable_path, portable_path
+
+    odd = os.fsdecode(b"/data/caf\xe9.txt")  # how Python holds a Latin-1 file name
+    assert isinstance(portable_path(odd), bytes)
+    assert from_portable_path(portable_path(odd)) == odd
+    assert portable_path("gs://b/ü.txt") == "gs://b/ü.txt"
