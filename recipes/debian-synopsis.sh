@@ -7,7 +7,8 @@
 # 3. copy the best checkpoint and its curves into the package, keeping MODEL.md;
 # 4. evaluate it on the test split next to the best lead-N baseline (eval-test.json).
 #
-# Environment: WORK (scratch dir, default build/debian-synopsis), MAX_TIME (default 45m),
+# Environment: WORK (scratch dir, default build/debian-synopsis), MODEL_DIR (where the model goes,
+# default the bundled one), MAX_TIME (default 45m),
 # THREADS (torch threads, default 2), SHARED_CORPUS (the ready extract), RESUME=1 to continue
 # an interrupted run in WORK instead of starting afresh.
 set -euo pipefail
@@ -18,7 +19,7 @@ WORK=${WORK:-build/debian-synopsis}
 MAX_TIME=${MAX_TIME:-45m}
 THREADS=${THREADS:-2}
 SHARED_CORPUS=${SHARED_CORPUS:-../shared/data/debian-descriptions/debian_descriptions.jsonl.gz}
-MODEL_DIR=s2s_model/pretrained/debian-synopsis
+MODEL_DIR=${MODEL_DIR:-s2s_model/pretrained/debian-synopsis}
 FIELDS=(--text-field description --summary-field synopsis)
 # OpenMP threads that sleep instead of spinning when they wait: on a CPU shared with other work,
 # spinning peers made 2-thread training up to 10x slower than 1 thread (measured on this machine).

@@ -846,7 +846,12 @@ def write_curves(
     loss_axes, rouge_axes = figure.subplots(1, 2)
     if train_curve:
         train_steps, train_losses = zip(*train_curve, strict=True)
-        loss_axes.plot(train_steps, train_losses, label="train loss (smoothed)", color="tab:blue")
+        loss_axes.plot(
+            train_steps,
+            train_losses,
+            label="train loss (label-smoothed, moving average)",
+            color="tab:blue",
+        )
     steps = [h["step"] for h in history]
     loss_axes.plot(steps, [h["valid_nll"] for h in history], "o-", label="valid NLL")
     loss_axes.set(xlabel="update", ylabel="loss per token", title="loss")
