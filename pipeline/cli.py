@@ -158,6 +158,9 @@ def summarize(args: tuple[str, ...]) -> None:
         raise click.ClickException(f"run failed: {err}") from None
     finally:
         progress.close()
+    if report.skipped:
+        click.echo(f"{report.output} was already finished: nothing to do (--overwrite reruns it)")
+        return
     rate = report.read / report.seconds if report.seconds else 0.0
     click.echo(
         f"{report.read:,} records: {report.summarized:,} summarized,"

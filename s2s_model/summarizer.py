@@ -124,15 +124,28 @@ class Summarizer:
         """Source tokens the model will read for ``text`` (after truncation)."""
         return min(len(self.tokenizer.encode(text)), self.max_src_tokens)
 
-    def summarize(self, texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
-        """Summaries of ``texts``, in the same order. A blank text raises ``ValueError``."""
+    def summarize(
+        self,
+        texts: Sequence[str],
+        decode: DecodeConfig | None = None,
+        *,
+        max_batch_tokens: int | None = None,
+    ) -> list[Summary]:
+        """Summaries of ``texts``, in the same order. A blank text raises ``ValueError``.
+
+        ``max_batch_tokens`` overrides the token budget for this call (a caller that ran out of
+        memory retries with a smaller one); the results do not depend on it.
+        """
         config = decode or self.decode
+        budget = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
+        if budget < 1:
+            raise ValueError(f"max_batch_tokens={budget} must be at least 1")
         encoded = sorted(
             (self._encode(i, text) for i, text in enumerate(texts)), key=lambda e: -len(e.ids)
         )
         results: list[Summary | None] = [None] * len(encoded)
         with torch.inference_mode():
-            hyps = self._search(encoded, config)
+            hyps = self._search(encoded, config, budget)
         for item, item_hyps in zip(encoded, hyps, strict=True):
             results[item.index] = self._summary(item, item_hyps)
         return [r for r in results if r is not None]
@@ -144,25 +157,28 @@ class Summarizer:
         truncated = len(ids) > self.max_src_tokens
         return _Encoded(index, ids[: self.max_src_tokens], truncated)
 
-    def _search(self, encoded: list[_Encoded], config: DecodeConfig) -> list[list[Hypothesis]]:
-        """Longest first; the active batch (docs x longest source) stays within the budget."""
+    def _search(
+        self, encoded: list[_Encoded], config: DecodeConfig, budget: int
+    ) -> list[list[Hypothesis]]:
+        """Longest first; the active batch (docs x longest source) stays within ``budget``."""
         if self.refill:
             sources = [torch.tensor(e.ids, dtype=torch.long, device=self.device) for e in encoded]
             return search_documents(
                 self.model,
                 sources,
                 config,
-                max_batch_tokens=self.max_batch_tokens,
+                max_batch_tokens=budget,
                 frequent=self._frequent(config),
             )
-        return [h for batch in self._batches(encoded) for h in self._search_batch(batch, config)]
+        batches = self._batches(encoded, budget)
+        return [h for batch in batches for h in self._search_batch(batch, config)]
 
-    def _batches(self, encoded: list[_Encoded]) -> list[list[_Encoded]]:
+    def _batches(self, encoded: list[_Encoded], budget: int) -> list[list[_Encoded]]:
         """Fixed batches of length-sorted documents within the token budget (no refilling)."""
         batches: list[list[_Encoded]] = []
         for item in encoded:
             current = batches[-1] if batches else None
-            if current and len(current[0].ids) * (len(current) + 1) <= self.max_batch_tokens:
+            if current and len(current[0].ids) * (len(current) + 1) <= budget:
                 current.append(item)
             else:
                 batches.append([item])

@@ -122,6 +122,15 @@ def test_finished_output_without_overwrite_is_a_preflight_error(finished: Path) 
     assert sorted(p.name for p in (finished / "summaries").iterdir()) == before
 
 
+def test_a_skipped_scheduled_run_says_so(finished: Path) -> None:
+    before = (finished / "_SUCCESS.json").read_text()
+    result = invoke("summarize", "in.txt", "--output", str(finished), "--if_finished", "skip")
+    assert result.exit_code == 0, result.output
+    assert "already finished: nothing to do" in result.output
+    assert "records:" not in result.output
+    assert (finished / "_SUCCESS.json").read_text() == before
+
+
 def test_summarize_help_lists_the_pipeline_flags() -> None:
     result = invoke("summarize", "--help")
     assert result.exit_code == 0

@@ -38,6 +38,15 @@ def test_token_budget_does_not_change_results(tiny_checkpoint: Path) -> None:
         assert a.score == pytest.approx(b.score, abs=1e-5)
 
 
+def test_a_per_call_budget_changes_nothing_but_the_batching(summarizer: Summarizer) -> None:
+    texts = make_texts(12, seed=14)
+    expected = summarizer.summarize(texts, DECODE)
+    small = summarizer.summarize(texts, DECODE, max_batch_tokens=10)
+    assert [s.tokens for s in small] == [s.tokens for s in expected]
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        summarizer.summarize(texts, DECODE, max_batch_tokens=0)
+
+
 def test_refill_gives_the_same_summaries(tiny_checkpoint: Path) -> None:
     texts = make_texts(30, seed=11, min_words=1, max_words=40)
     plain = Summarizer.load(tiny_checkpoint, max_batch_tokens=150, refill=False)
@@ -54,7 +63,7 @@ def test_batches_respect_the_token_budget(summarizer: Summarizer) -> None:
     encoded = sorted(
         (summarizer._encode(i, t) for i, t in enumerate(texts)), key=lambda e: -len(e.ids)
     )
-    batches = summarizer._batches(encoded)
+    batches = summarizer._batches(encoded, summarizer.max_batch_tokens)
     assert sorted(e.index for b in batches for e in b) == list(range(40))
     for batch in batches:
         longest = max(len(e.ids) for e in batch)
