@@ -378,6 +378,19 @@ def test_template_switches_become_flags(flex_template: types.ModuleType) -> None
         parse_options(["--overwrite=true"])
 
 
+def test_flex_entry_file_is_python_m_pipeline(tmp_path: Path) -> None:
+    entry = DEPLOY / "dataflow" / "flex_main.py"
+    result = subprocess.run(
+        [sys.executable, str(entry), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "python -m pipeline" in result.stdout and "--if_finished" in result.stdout
+
+
 # -- Airflow -----------------------------------------------------------------------------------
 
 
