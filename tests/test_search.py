@@ -132,6 +132,7 @@ WORDS = (4, 5, 6)
 MAX_LEN = 4
 
 
+@torch.inference_mode()
 def sequence_log_prob(model: Seq2Seq, src: Tensor, tokens: tuple[int, ...]) -> float:
     """Sum of the model's log-probs for ``tokens`` then EOS, fed one document alone."""
     memory, state = model.encode(src.unsqueeze(0), torch.tensor([src.numel()]))
