@@ -6,97 +6,24 @@ happens."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.pipeline_fixtures import build_dirty_corpus, summarize_args
+from tests.portable_services import job_service_and_pool
 
-START_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("localhost", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    # The worker pool launches SDK workers as `python` from PATH: put this venv first.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops its workers
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture
 def portable_services(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """(job service port, worker pool port), both processes stopped afterwards."""
-    services = tmp_path / "services"
-    services.mkdir()
-    port_file = services / "job.port"
-    pool_port = _free_port()
-    started = []
-    try:
-        started.append(
-            _start(
-                ["apache_beam.runners.portability.local_job_service_main", "--port", "0",
-                 "--port_file", str(port_file)],
-                services, services / "job.log",
-            )
-        )  # fmt: skip
-        started.append(
-            _start(
-                ["apache_beam.runners.worker.worker_pool_main", "--service_port", str(pool_port)],
-                services,
-                services / "pool.log",
-            )
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (port_file.exists() and port_file.read_text() and _accepts(pool_port)):
-            assert time.monotonic() < deadline, "the job service or worker pool did not start"
-            assert all(p.poll() is None for p in started), "a service process died at start"
-            time.sleep(0.2)
-        yield int(port_file.read_text()), pool_port
-    finally:
-        for process in started:
-            _stop(process)
-    assert all(p.poll() is not None for p in started)
+    with job_service_and_pool(tmp_path / "services") as services:
+        yield services.job_port, services.pool_port
 
 
 @pytest.mark.slow

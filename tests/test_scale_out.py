@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,17 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
 from s2s_model import Tokenizer, save_checkpoint
 from tests.conftest import make_texts, tiny_model
+from tests.portable_services import job_service_and_pool as portable_services
+from tests.portable_services import stop, venv_env
 
 SHARDS = 4
 DOCS_PER_SHARD = 250
-START_TIMEOUT_S = 60
 KILL_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 240
 POLL_S = 0.1
@@ -83,36 +82,6 @@ def corpus(tmp_path: Path) -> Corpus:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def _venv_env() -> dict[str, str]:
-    # The worker pool launches SDK workers as `python` from PATH: put this venv first.
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def _start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=cwd,
-            env=_venv_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops its workers
-        )
-
-
-def _stop(process: subprocess.Popen[Any]) -> None:
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _children() -> dict[int, list[int]]:
@@ -182,7 +151,7 @@ def _launch(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", *argv],
         cwd=cwd,
-        env=_venv_env(),
+        env=venv_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -238,53 +207,11 @@ def assert_complete_or_failed_clearly(
 # -- the two ways ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("localhost", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def job_service_and_pool(tmp_path: Path) -> Iterator[tuple[int, int, int]]:
     """(job service port, worker pool port, worker pool pid), both stopped afterwards."""
-    services = tmp_path / "services"
-    services.mkdir()
-    port_file = services / "job.port"
-    pool_port = _free_port()
-    started = []
-    try:
-        started.append(
-            _start(
-                ["apache_beam.runners.portability.local_job_service_main", "--port", "0",
-                 "--port_file", str(port_file)],
-                services, services / "job.log",
-            )
-        )  # fmt: skip
-        started.append(
-            _start(
-                ["apache_beam.runners.worker.worker_pool_main", "--service_port", str(pool_port)],
-                services,
-                services / "pool.log",
-            )
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (port_file.exists() and port_file.read_text() and _accepts(pool_port)):
-            assert time.monotonic() < deadline, "the job service or worker pool did not start"
-            assert all(p.poll() is None for p in started), "a service process died at start"
-            time.sleep(0.2)
-        yield int(port_file.read_text()), pool_port, started[1].pid
-    finally:
-        for process in started:
-            _stop(process)
-    assert all(p.poll() is not None for p in started)
+    with portable_services(tmp_path / "services") as services:
+        yield services.job_port, services.pool_port, services.pool_pid
 
 
 def _args(corpus: Corpus, output: Path, model: Path, *extra: str) -> list[str]:
@@ -311,14 +238,14 @@ def test_portable_worker_killed_mid_run_then_rerun_completes(
         kill_a_worker_mid_run(pool_pid, corpus, launcher, workers=1)
         returncode, stderr = _finish(launcher)
     finally:
-        _stop(launcher)
+        stop(launcher)
     outcome = assert_complete_or_failed_clearly(returncode, stderr, output, corpus)
 
     rerun = _launch(argv, tmp_path)
     try:
         returncode, stderr = _finish(rerun)
     finally:
-        _stop(rerun)
+        stop(rerun)
     assert returncode == 0, f"re-run after the kill ({outcome}): {stderr[-2000:]}"
     assert_complete(output, corpus)
 
@@ -337,5 +264,5 @@ def test_one_of_two_worker_processes_killed_mid_run(
         kill_a_worker_mid_run(launcher.pid, corpus, launcher, workers=2)
         returncode, stderr = _finish(launcher)
     finally:
-        _stop(launcher)
+        stop(launcher)
     assert_complete_or_failed_clearly(returncode, stderr, output, corpus)
