@@ -124,11 +124,12 @@ def parse_translation(lines: Iterable[str]) -> Iterator[tuple[str, str, str, str
 
 def long_description(lines: Sequence[str]) -> str:
     """Debian's extended description as plain text: paragraphs (split at `` .``) joined by
-    newlines, the lines of a paragraph (list items and verbatim lines too) joined by spaces."""
+    newlines, the lines of a paragraph (list items and verbatim lines too) joined by spaces, and
+    runs of spaces inside a line collapsed (as in the shared extract)."""
     paragraphs: list[str] = []
     current: list[str] = []
     for line in lines:
-        text = line.strip()
+        text = " ".join(line.split())
         if text == ".":
             if current:
                 paragraphs.append(" ".join(current))

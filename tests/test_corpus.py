@@ -89,7 +89,7 @@ Source: foo
 
 
 def test_long_description_joins_lines_and_splits_paragraphs() -> None:
-    lines = [" First line", " second line.", " .", "  * verbatim item", "  * another", " ."]
+    lines = [" First  line", " second line.", " .", "  * verbatim item", "  * another", " ."]
     assert long_description(lines) == "First line second line.\n* verbatim item * another"
 
 
