@@ -158,9 +158,10 @@ def parse_sources(lines: Iterable[str]) -> dict[str, str]:
 
 
 def find_apt_lists(lists_dir: str | os.PathLike[str] = APT_LISTS) -> tuple[list[Path], list[Path]]:
-    """apt's ``Translation-en`` and ``Packages`` files in ``lists_dir`` (both sorted)."""
+    """apt's ``Translation-en`` and ``Packages`` files in ``lists_dir``: the main suite's first,
+    then its updates and security suites (a description in several keeps the main suite's)."""
     root = Path(lists_dir)
-    translations = sorted(root.glob(TRANSLATION_GLOB))
+    translations = sorted(root.glob(TRANSLATION_GLOB), key=_suite_order)
     packages = sorted(root.glob(PACKAGES_GLOB))
     if not translations:
         raise CorpusError(
@@ -168,6 +169,10 @@ def find_apt_lists(lists_dir: str | os.PathLike[str] = APT_LISTS) -> tuple[list[
             " (as root) to fetch Debian's English descriptions, or pass --translation FILE"
         )
     return translations, packages
+
+
+def _suite_order(path: Path) -> tuple[bool, str]:
+    return ("-updates_" in path.name or "-security_" in path.name, path.name)
 
 
 def descriptions_from_apt(
@@ -212,16 +217,22 @@ def descriptions_from_jsonl(path: str | os.PathLike[str]) -> list[Description]:
 
 def deduplicate(records: Iterable[Description]) -> tuple[list[Description], Counter[str]]:
     """Unique records with a synopsis and a long description, in package order, and why others
-    were dropped (``duplicate_md5``, ``empty``, ``duplicate_description``)."""
+    were dropped (``duplicate_md5``, ``empty``, ``duplicate_description``).
+
+    A description shared by several binary packages keeps the first in input order (apt's index
+    order: a source's packages together, the main suite first), as the shared extract does; of
+    equal long descriptions the first in package-name order stays.
+    """
     dropped: Counter[str] = Counter()
-    seen_md5: set[str] = set()
+    unique: dict[str, Description] = {}
+    for record in records:
+        if record.md5 in unique:
+            dropped["duplicate_md5"] += 1
+        else:
+            unique[record.md5] = record
     seen_text: set[str] = set()
     kept = []
-    for record in sorted(records, key=lambda r: (r.package, r.md5)):
-        if record.md5 in seen_md5:
-            dropped["duplicate_md5"] += 1
-            continue
-        seen_md5.add(record.md5)
+    for record in sorted(unique.values(), key=lambda r: (r.package, r.md5)):
         if not record.synopsis.strip() or not record.description.strip():
             dropped["empty"] += 1
         elif record.description in seen_text:
