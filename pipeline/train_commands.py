@@ -276,6 +276,8 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="first N documents only")
 @click.option("--max-lead-words", type=click.IntRange(min=1), default=100, show_default=True,
               help="largest N tried for the lead-N baseline")  # fmt: skip
+@click.option("--max-src-tokens", type=click.IntRange(min=1), default=None,
+              help="source tokens the model reads (default: as s2s summarize)")  # fmt: skip
 @click.option("--json-out", default=None, help="also write the report as JSON to this file")
 @click.option("--predictions-out", default=None, help="write the model's summaries here (.txt)")
 @_decode_options
@@ -289,6 +291,7 @@ def evaluate(
     threads: int | None,
     limit: int | None,
     max_lead_words: int,
+    max_src_tokens: int | None,
     json_out: str | None,
     predictions_out: str | None,
     **decode_flags: Any,
@@ -304,7 +307,7 @@ def evaluate(
         outputs = _read_predictions(predictions, prediction_field, len(pairs))
     else:
         _set_threads(threads)
-        outputs, seconds = _run_model(model_path, sources, decode_flags)
+        outputs, seconds = _run_model(model_path, sources, decode_flags, max_src_tokens)
     report = evaluate_predictions(references, outputs, sources=sources, seconds=seconds,
                                   max_lead_words=max_lead_words)  # fmt: skip
     _write_outputs(report, outputs, json_out, predictions_out, test_file)
@@ -326,11 +329,14 @@ def _read_predictions(path: str, field: str, expected: int) -> list[str]:
 
 
 def _run_model(
-    model_path: str | None, sources: list[str], decode_flags: dict[str, Any]
+    model_path: str | None,
+    sources: list[str],
+    decode_flags: dict[str, Any],
+    max_src_tokens: int | None,
 ) -> tuple[list[str], float]:
     from s2s_model.checkpoint import CheckpointError, load_checkpoint
     from s2s_model.evaluation import summarize_all
-    from s2s_model.summarizer import BUNDLED_MODEL, Summarizer
+    from s2s_model.summarizer import BUNDLED_MODEL, DEFAULT_MAX_SRC_TOKENS, Summarizer
 
     path = model_path or str(BUNDLED_MODEL)
     try:
@@ -340,9 +346,8 @@ def _run_model(
         )
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    # A model sees as many source tokens as it was trained on, unless it says nothing.
-    max_src = int(checkpoint.metadata.get("max_src_tokens", 400))
-    summarizer = Summarizer(checkpoint, max_src_tokens=max_src)
+    # The Summarizer's own default unless told otherwise: score what `s2s summarize` produces.
+    summarizer = Summarizer(checkpoint, max_src_tokens=max_src_tokens or DEFAULT_MAX_SRC_TOKENS)
     outputs, seconds = summarize_all(summarizer, sources, decode)
     return outputs, seconds
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.train_commands import DURATION, corpus, evaluate, train
-from s2s_model import load_checkpoint
+from s2s_model import Summarizer, load_checkpoint
+from s2s_model.summarizer import DEFAULT_MAX_SRC_TOKENS
 from tests.conftest import make_texts
 
 TINY_RECIPE = {
@@ -221,3 +223,20 @@ def test_corpus_debian_without_apt_lists_says_how_to_get_them(tmp_path: Path) ->
     assert result.exit_code == 1
     assert "apt-get -o Acquire::Languages=en update" in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_reads_as_many_source_tokens_as_summarize(
+    trained: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    original = Summarizer.__init__
+
+    def spy(self: Summarizer, checkpoint: Any, **options: Any) -> None:
+        seen.append(options["max_src_tokens"])
+        original(self, checkpoint, **options)
+
+    monkeypatch.setattr(Summarizer, "__init__", spy)
+    args = [str(data / "test.jsonl"), "--model", str(trained / "best"), *FIELDS]
+    assert CliRunner().invoke(evaluate, args).exit_code == 0
+    assert CliRunner().invoke(evaluate, [*args, "--max-src-tokens", "7"]).exit_code == 0
+    assert seen == [DEFAULT_MAX_SRC_TOKENS, 7]
