@@ -83,6 +83,7 @@ class Summarizer:
         self.max_src_tokens = max_src_tokens
         self.max_batch_tokens = max_batch_tokens
         self.refill = refill
+        self._frequent_ids: dict[int, torch.Tensor] = {}
 
     @classmethod
     def load(
@@ -202,8 +203,12 @@ class Summarizer:
         """The ``config.shortlist`` most frequent target ids, when shortlisting."""
         if not config.shortlist:
             return None
-        ids = self.tokenizer.most_frequent(config.shortlist)
-        return torch.tensor(ids, dtype=torch.long, device=self.device)
+        if config.shortlist not in self._frequent_ids:  # ranking the vocabulary is O(V) Python
+            ids = self.tokenizer.most_frequent(config.shortlist)
+            self._frequent_ids[config.shortlist] = torch.tensor(
+                ids, dtype=torch.long, device=self.device
+            )
+        return self._frequent_ids[config.shortlist]
 
     def _summary(self, item: _Encoded, hyps: list[Hypothesis]) -> Summary:
         best = hyps[0]
