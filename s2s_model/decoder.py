@@ -46,7 +46,8 @@ class Decoder(nn.Module):
             memory: B documents.
 
         Returns:
-            log_probs (N, V), the new state, and the attention distribution (N, S).
+            log_probs (N, C), the new state, and the attention distribution (N, S); C = V, or
+            with a shortlist the U columns of ``memory.vocab``.
         """
         batch = memory.batch_size
         rows = prev_tokens.size(0)
@@ -102,39 +103,35 @@ class Decoder(nn.Module):
         emb: Tensor,
         memory: Memory,
     ) -> Tensor:
-        """(N, H) attentional states -> (N, V) log-probabilities, mixed with copying if on.
+        """(N, H) attentional states -> (N, C) log-probabilities, mixed with copying if on.
 
-        With a shortlist (``memory.vocab``), only the U ids some document allows are scored,
-        each row is normalised over its own document's ids, and the rest get -inf.
+        C = V, or with a shortlist C = U: only the ids ``memory.vocab`` are scored (column j is id
+        ``vocab[j]``), each row is normalised over its own document's ids and the rest get -inf.
         """
         rows = attn_h.size(0)
         beams = rows // memory.batch_size
-        logits = self._logits(attn_h, memory.vocab)  # (N, U)
-        if memory.allowed is not None and memory.vocab is not None:
-            allowed = memory.allowed.index_select(1, memory.vocab).repeat_interleave(beams, 0)
-            logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = _allow(self._logits(attn_h, memory), memory)  # (N, C)
         if self.copy_gate is None:
-            log_probs = F.log_softmax(logits, dim=-1)
-        else:
-            p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
-            src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
-            copy_probs = torch.zeros_like(logits).scatter_add_(1, src, align)  # (N, U)
-            probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
-            log_probs = torch.log(probs.clamp_min(MIN_PROB))
-            if memory.allowed is not None:
-                log_probs = log_probs.masked_fill(~allowed, float("-inf"))
-        if memory.vocab is None:
-            return log_probs
-        full = log_probs.new_full((rows, self.config.vocab_size), float("-inf"))
-        return full.index_copy_(1, memory.vocab, log_probs)
+            return F.log_softmax(logits, dim=-1)
+        p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
+        src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
+        copy_probs = torch.zeros_like(logits).scatter_add_(1, src, align)  # (N, C)
+        probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
+        # The floor keeps log finite; ids a document may not emit go back to -inf.
+        return _allow(torch.log(probs.clamp_min(MIN_PROB)), memory)
 
-    def _logits(self, attn_h: Tensor, vocab: Tensor | None) -> Tensor:
-        """(N, H) -> (N, V) output scores, or (N, U) for the ids ``vocab`` only."""
-        if vocab is None:
+    def _logits(self, attn_h: Tensor, memory: Memory) -> Tensor:
+        """(N, H) -> (N, V) output scores, or (N, U) for the ids ``memory.vocab`` only."""
+        if memory.vocab is None:
             logits: Tensor = self.generator(attn_h)
             return logits
+        weight, bias = memory.generator or self.generator_rows(memory.vocab)
+        return F.linear(attn_h, weight, bias)
+
+    def generator_rows(self, vocab: Tensor) -> tuple[Tensor, Tensor]:
+        """The output layer's float weight (U, H) and bias (U,) for the ids ``vocab`` (U,)."""
         weight, bias = self._dense_generator()
-        return F.linear(attn_h, weight.index_select(0, vocab), bias.index_select(0, vocab))
+        return weight.index_select(0, vocab), bias.index_select(0, vocab)
 
     def _dense_generator(self) -> tuple[Tensor, Tensor]:
         """The output layer's float weight (V, H) and bias (V,).
@@ -156,3 +153,16 @@ class Decoder(nn.Module):
         place = memory.src.new_zeros(self.config.vocab_size)
         place[memory.vocab] = torch.arange(memory.vocab.numel(), device=place.device)
         return place[memory.src]
+
+
+def _allow(scores: Tensor, memory: Memory) -> Tensor:
+    """(N, C) scores, in place: -inf where a row's document may not emit the column's id.
+
+    Rows are document-major, K = N // B per document; ``memory.columns`` (B, C) says what each
+    document may emit (None: everything).
+    """
+    if memory.columns is None:
+        return scores
+    grouped = scores.view(memory.batch_size, -1, scores.size(1))  # (B, K, C)
+    grouped.masked_fill_(~memory.columns.unsqueeze(1), float("-inf"))
+    return scores

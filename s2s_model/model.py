@@ -66,9 +66,19 @@ class Seq2Seq(nn.Module):
     def decode_step(
         self, prev_tokens: Tensor, state: DecoderState, memory: Memory
     ) -> tuple[Tensor, DecoderState]:
-        """prev_tokens (N,), N = B * K rows document-major -> (log_probs (N, V), new state)."""
+        """prev_tokens (N,), N = B * K rows document-major -> (log_probs (N, C), new state).
+
+        C = V, or with a shortlist (``memory.vocab``, U ids) C = U: column j is id ``vocab[j]``.
+        """
         log_probs, new_state, _ = self.decoder.step(prev_tokens, state, memory)
         return log_probs, new_state
+
+    def shortlisted(self, memory: Memory) -> Memory:
+        """``memory`` with the output layer's rows for its shortlist, so that each decoding step
+        does not take them again (a no-op without a shortlist or when already taken)."""
+        if memory.vocab is None or memory.generator is not None:
+            return memory
+        return memory.with_generator(*self.decoder.generator_rows(memory.vocab))
 
     def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> TeacherForced:
         """Score the target prefix ``tgt_in`` (B, T) (BOS first) token by token."""

@@ -47,15 +47,22 @@ class Hypothesis:
 
 
 def constrain(
-    log_probs: Tensor, history: Tensor, steps: Tensor, max_lens: Tensor, config: DecodeConfig
+    log_probs: Tensor,
+    history: Tensor,
+    steps: Tensor,
+    max_lens: Tensor,
+    config: DecodeConfig,
+    vocab: Tensor | None = None,
 ) -> Tensor:
     """Apply the decoding rules to one step's log-probabilities, in place.
 
     Args:
-        log_probs: (N, V) the model's log-probabilities for the next token (overwritten).
+        log_probs: (N, C) the model's log-probabilities for the next token (overwritten).
         history: (N, W) tokens emitted so far, right-aligned, PAD on the left.
         steps: (N,) tokens emitted so far by each row.
         max_lens: (N,) maximum tokens (EOS excluded) for each row's document.
+        vocab: (C,) sorted ids of the columns when shortlisting (None: column = id). A shortlist
+            always holds the special ids, so they keep their own columns.
 
     Returns:
         ``log_probs`` with forbidden tokens at -inf. A row whose every token is forbidden gets
@@ -73,7 +80,7 @@ def constrain(
         else torch.zeros_like(steps, dtype=torch.bool)
     )
     if config.no_repeat_ngram_size:
-        log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size)
+        log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size, vocab)
         # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
         reopen = reopen | torch.isinf(log_probs).all(dim=-1)
     if bool(reopen.any()):
@@ -82,11 +89,14 @@ def constrain(
     return log_probs
 
 
-def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
+def _ban_repeated_ngrams(
+    log_probs: Tensor, history: Tensor, n: int, vocab: Tensor | None
+) -> Tensor:
     """Forbid every token that would complete an n-gram already in ``history`` (N, W).
 
     History is PAD on the left; PAD is never emitted, so a window holding PAD can only match a
-    prefix with PAD at the same places, which never occurs before the prefix itself.
+    prefix with PAD at the same places, which never occurs before the prefix itself. With a
+    shortlist, ids map to their columns in ``vocab`` (every emitted id is in it).
     """
     rows, width = history.shape
     if width < n:
@@ -94,10 +104,11 @@ def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> Tensor:
     grams = history.unfold(1, n, 1)  # (N, W - n + 1, n)
     prefix = history[:, width - (n - 1) :]  # (N, n - 1)
     match = (grams[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W - n + 1)
-    vocab = log_probs.size(1)
-    banned = torch.where(match, grams[:, :, -1], torch.full_like(match, vocab, dtype=torch.long))
-    extended = torch.cat([log_probs, log_probs.new_zeros(rows, 1)], dim=1)  # (N, V + 1)
-    return extended.scatter(1, banned, NEG_INF)[:, :vocab]
+    last = grams[:, :, -1] if vocab is None else torch.searchsorted(vocab, grams[:, :, -1])
+    columns = log_probs.size(1)
+    banned = torch.where(match, last, torch.full_like(match, columns, dtype=torch.long))
+    extended = torch.cat([log_probs, log_probs.new_zeros(rows, 1)], dim=1)  # (N, C + 1)
+    return extended.scatter(1, banned, NEG_INF)[:, :columns]
 
 
 @torch.inference_mode()
@@ -319,19 +330,29 @@ def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) ->
 def _step(
     model: Seq2Seq, active: _Active, finished: list[list[Hypothesis]], config: DecodeConfig
 ) -> _Active | None:
-    """One beam step for every active document; returns those still active (None if none)."""
+    """One beam step for every active document; returns those still active (None if none).
+
+    Each row's best candidates are taken first, then the document's best among its K rows':
+    the same choice as over all K x C at once, without building the (B, K x C) sums.
+    """
     beams, batch = config.beam_size, len(active.docs)
+    if active.memory.vocab is not None:
+        active.memory = model.shortlisted(active.memory)
+    memory = active.memory
     row_steps = active.steps.repeat_interleave(beams)  # (B * K,)
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
-    log_probs, state = model.decode_step(last, active.state, active.memory)  # (B * K, V)
-    vocab = log_probs.size(1)
+    log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
     row_max = active.max_lens.repeat_interleave(beams)
-    log_probs = constrain(log_probs, active.history, row_steps, row_max, config).float()
-    candidates = (active.beam_lp.view(-1, 1) + log_probs).view(batch, beams * vocab)
+    log_probs = constrain(log_probs, active.history, row_steps, row_max, config, memory.vocab)
     opennmt = config.compat == "opennmt"
     width = beams if opennmt else 2 * beams
-    top_lp, top_idx = candidates.topk(min(width, beams * vocab), dim=1)  # (B, C)
-    parent, token = top_idx // vocab, top_idx % vocab
+    row_lp, row_col = log_probs.float().topk(min(width, log_probs.size(1)), dim=1)  # (B * K, w)
+    per_row = row_lp.size(1)
+    candidates = (active.beam_lp.view(-1, 1) + row_lp).view(batch, beams * per_row)
+    top_lp, top_idx = candidates.topk(min(width, beams * per_row), dim=1)  # (B, width)
+    parent = top_idx // per_row
+    column = row_col.view(batch, beams * per_row).gather(1, top_idx)
+    token = column if memory.vocab is None else memory.vocab[column]
     select = _select_opennmt if opennmt else _select
     sel_lp, sel_pos, done = select(active, finished, config, top_lp, parent, token)
 

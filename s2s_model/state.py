@@ -6,7 +6,7 @@ is passed in and returned (fairseq ``reorder_incremental_state``, OpenNMT-py ``m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,11 @@ class Memory:
         mask: (B, S) bool, True at real source tokens.
         src: (B, S) source token ids, for copying.
         allowed: (B, V) bool, each document's output vocabulary when shortlisting, else None.
-        vocab: (U,) ids allowed for any document (the union of ``allowed``), else None.
+        vocab: (U,) sorted ids allowed for any document (the union of ``allowed``), else None.
+            The decoder then scores these U ids only: column j of its output is id ``vocab[j]``.
+        columns: (B, U) bool, ``allowed`` restricted to ``vocab``'s columns, else None.
+        generator: the output layer's weight (U, H) and bias (U,) rows for ``vocab``, taken once
+            per batch composition (``Seq2Seq.shortlisted``); None until then.
     """
 
     outputs: Tensor
@@ -32,11 +36,20 @@ class Memory:
     src: Tensor
     allowed: Tensor | None = None
     vocab: Tensor | None = None
+    columns: Tensor | None = None
+    generator: tuple[Tensor, Tensor] | None = None
 
     def with_allowed(self, allowed: Tensor | None) -> Memory:
         """This memory with per-document vocabularies ``allowed`` (B, V) (None: full)."""
-        vocab = None if allowed is None else allowed.any(dim=0).nonzero().flatten()
-        return Memory(self.outputs, self.keys, self.mask, self.src, allowed, vocab)
+        if allowed is None:
+            return replace(self, allowed=None, vocab=None, columns=None, generator=None)
+        vocab = allowed.any(dim=0).nonzero().flatten()
+        columns = allowed.index_select(1, vocab)
+        return replace(self, allowed=allowed, vocab=vocab, columns=columns, generator=None)
+
+    def with_generator(self, weight: Tensor, bias: Tensor) -> Memory:
+        """This memory with the output layer's rows (U, H) and (U,) for its ``vocab``."""
+        return replace(self, generator=(weight, bias))
 
     @property
     def batch_size(self) -> int:
@@ -53,13 +66,12 @@ class Memory:
 
     def resize_source(self, length: int) -> Memory:
         """Cut or zero-pad the source axis to ``length`` (S -> length); padding is masked out."""
-        return Memory(
+        return replace(
+            self,
             outputs=_resize(self.outputs, 1, length),
             keys=_resize(self.keys, 1, length),
             mask=_resize(self.mask, 1, length),
             src=_resize(self.src, 1, length),
-            allowed=self.allowed,
-            vocab=self.vocab,
         )
 
     @staticmethod

@@ -284,6 +284,30 @@ def test_no_repeat_ngram_blocking(n: int) -> None:
             assert not has_repeat(tuple(hyp.tokens), n)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_no_repeat_ngram_blocking_with_a_shortlist(n: int) -> None:
+    # The shortlist skips ids, so a column is not its id: blocking must map ids to columns.
+    model = biased_model(1)
+    sources = [torch.tensor([7, 12, 13, 7]), torch.tensor([14, 15]), torch.tensor([7, 20])]
+    src = torch.nn.utils.rnn.pad_sequence(sources, batch_first=True, padding_value=PAD_ID)
+    lengths = torch.tensor([4, 2, 2])
+    frequent = torch.tensor([25, 26, 27, 9])
+    config = DecodeConfig(beam_size=3, n_best=3, min_len=6, max_len=6, shortlist=4)
+    free = beam_search(model, src, lengths, config, frequent=frequent)
+    blocked_config = DecodeConfig(**{**config.to_dict(), "no_repeat_ngram_size": n})
+    blocked = beam_search(model, src, lengths, blocked_config, frequent=frequent)
+    assert any(has_repeat(tuple(h[0].tokens), n) for h in free)
+    for i, hyps in enumerate(blocked):
+        alone = beam_search(
+            model, src[i : i + 1], lengths[i : i + 1], blocked_config, frequent=frequent
+        )
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in hyps]
+        allowed = set(sources[i].tolist()) | set(frequent.tolist()) | {UNK_ID}
+        for hyp in hyps:
+            assert not has_repeat(tuple(hyp.tokens), n)
+            assert set(hyp.tokens) <= allowed
+
+
 def test_lengths_scores_and_log_probs_are_consistent() -> None:
     model = tiny_model(30, seed=5, copy=True)
     sources, src, lengths = random_batch(3, 8, 30)
