@@ -104,7 +104,9 @@ def _ban_repeated_ngrams(
     grams = history.unfold(1, n, 1)  # (N, W - n + 1, n)
     prefix = history[:, width - (n - 1) :]  # (N, n - 1)
     match = (grams[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, W - n + 1)
-    last = grams[:, :, -1] if vocab is None else torch.searchsorted(vocab, grams[:, :, -1])
+    last = grams[:, :, -1]
+    if vocab is not None:
+        last = torch.searchsorted(vocab, last.contiguous())
     columns = log_probs.size(1)
     banned = torch.where(match, last, torch.full_like(match, columns, dtype=torch.long))
     extended = torch.cat([log_probs, log_probs.new_zeros(rows, 1)], dim=1)  # (N, C + 1)

@@ -1,0 +1,111 @@
+"""What the cheaper decoding costs in quality: the bundled model on its test split, exact against
+``--quantize int8``, ``--shortlist N`` and both, with ROUGE-L, its change, the fraction of summaries
+that change, and docs/s (one thread).
+
+    python -m benchmarks.quality [--docs N] [--threads 1]
+
+The test split is the bundled model's own (split by source package, 1,155 documents), rebuilt from
+``../shared/data/debian-descriptions`` by ``s2s corpus debian`` when ``build/bench-data`` lacks it.
+Writes benchmarks/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from s2s_model import DecodeConfig, Summarizer
+from s2s_model.evaluation import rouge
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).with_name("results")
+DATA = ROOT / "build" / "bench-data"
+SHARED_CORPUS = ROOT.parent / "shared/data/debian-descriptions/debian_descriptions.jsonl.gz"
+TEXT, SUMMARY = "description", "synopsis"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    quantize: str = "none"
+    shortlist: int = 0
+
+
+SETTINGS = [
+    Setting("exact fp32"),
+    Setting("int8", quantize="int8"),
+    Setting("shortlist 1000", shortlist=1000),
+    Setting("shortlist 2000", shortlist=2000),
+    Setting("int8 + shortlist 1000", quantize="int8", shortlist=1000),
+    Setting("int8 + shortlist 2000", quantize="int8", shortlist=2000),
+]
+
+
+def test_split() -> Path:
+    """The bundled model's test split, built from the shared corpus on first use."""
+    test = DATA / "test.jsonl"
+    if not test.exists():
+        if not SHARED_CORPUS.exists():
+            raise SystemExit(f"no {test} and no {SHARED_CORPUS} to build it from")
+        subprocess.run(
+            [str(Path(sys.executable).with_name("s2s")), "corpus", "debian", str(DATA),
+             "--from-jsonl", str(SHARED_CORPUS)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return test
+
+
+def run(setting: Setting, texts: list[str], threads: int) -> tuple[list[str], float]:
+    """Summaries of ``texts`` under ``setting`` and the seconds they took."""
+    summarizer = Summarizer.load(threads=threads, quantize=setting.quantize)
+    decode = DecodeConfig(**{**summarizer.decode.to_dict(), "shortlist": setting.shortlist})
+    summarizer.summarize(texts[:8], decode)  # warm up
+    start = time.perf_counter()
+    summaries = [s.text for s in summarizer.summarize(texts, decode)]
+    return summaries, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=None, help="first N test documents (all)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    records = [json.loads(line) for line in test_split().read_text().splitlines()]
+    records = records[: args.docs]
+    texts, references = [r[TEXT] for r in records], [r[SUMMARY] for r in records]
+    rows, exact = [], None
+    for setting in SETTINGS:
+        summaries, seconds = run(setting, texts, args.threads)
+        exact = exact or summaries
+        rouge_l = rouge(references, summaries).rougeL
+        rows.append(
+            {
+                "setting": setting.name,
+                "rougeL": round(rouge_l, 2),
+                "changed_fraction": round(
+                    sum(a != b for a, b in zip(summaries, exact, strict=True)) / len(texts), 4
+                ),
+                "docs_per_s": round(len(texts) / seconds, 1),
+            }
+        )
+    for row in rows:
+        row["rougeL_change"] = round(row["rougeL"] - rows[0]["rougeL"], 2)
+    RESULTS.mkdir(exist_ok=True)
+    result = {"docs": len(texts), "threads": args.threads, "rows": rows}
+    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"bundled model, {len(texts)} test documents, {args.threads} thread(s)")
+    print(f"{'setting':24} {'ROUGE-L':>8} {'change':>7} {'changed':>8} {'docs/s':>7}")
+    for row in rows:
+        print(
+            f"{row['setting']:24} {row['rougeL']:8.2f} {row['rougeL_change']:+7.2f}"
+            f" {row['changed_fraction']:8.1%} {row['docs_per_s']:7.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
