@@ -8,9 +8,10 @@ its README). Free decoding as in real use (beam 4, max length 30, length penalty
 
 - agreement: the share of documents whose summary is identical, and for each difference the
   score gap under our model (a tie or rounding case when it is below 1e-4);
-- speed: OpenNMT-py's own timing script (model load excluded) against our Summarizer, best of
-  N interleaved rounds; then whole jobs, process start to exit: `onmt_translate` on one file
-  against `python -m pipeline` over shards with two 1-thread worker processes.
+- speed: OpenNMT-py's own timing script (model load excluded) against our Summarizer, with and
+  without refill (continuous batching), best of N interleaved rounds; then whole jobs, process
+  start to exit: `onmt_translate` on one file against `python -m pipeline` over shards with two
+  1-thread worker processes.
 
 Writes benchmarks/results/opennmt.json.
 """
@@ -63,10 +64,14 @@ def sources(docs: int) -> list[str]:
     return [" ".join(line.split()[:400]) for line in lines]
 
 
-def ours_decode(checkpoint: Path, texts: list[str], threads: int) -> tuple[float, list]:  # type: ignore[type-arg]
+def ours_decode(
+    checkpoint: Path, texts: list[str], threads: int, refill: bool = True
+) -> tuple[float, list]:  # type: ignore[type-arg]
     from s2s_model import DecodeConfig, Summarizer
 
-    summarizer = Summarizer.load(checkpoint, threads=threads, max_batch_tokens=64 * 400)
+    summarizer = Summarizer.load(
+        checkpoint, threads=threads, max_batch_tokens=64 * 400, refill=refill
+    )
     decode = DecodeConfig(**DECODE, compat="opennmt")
     start = time.perf_counter()
     out = summarizer.summarize(texts, decode)
@@ -152,19 +157,28 @@ def main() -> None:
 
         import_opennmt(model, checkpoint)
         texts = sources(args.docs)
-        onmt_s, ours_s = [], []
+        onmt_s, ours_s, plain_s = [], [], []
         for _ in range(args.rounds):
             seconds, theirs = onmt_decode(model, args.docs, 2, work)
             onmt_s.append(seconds)
             seconds, ours = ours_decode(checkpoint, texts, 2)
             ours_s.append(seconds)
+            seconds, plain = ours_decode(checkpoint, texts, 2, refill=False)
+            plain_s.append(seconds)
+            if [s.text for s in plain] != [s.text for s in ours]:
+                sys.exit("refill changed a summary: a bug")
         jobs = whole_jobs(checkpoint, model, texts, work)
         result = {
             "checkpoint": model.name,
             "decode": DECODE,
             "agreement": agreement(checkpoint, texts, ours, theirs),
-            "decode_s": {"opennmt_2_threads": onmt_s, "ours_2_threads": ours_s},
+            "decode_s": {
+                "opennmt_2_threads": onmt_s,
+                "ours_2_threads": ours_s,
+                "ours_2_threads_without_refill": plain_s,
+            },
             "summarizer_speedup": round(min(onmt_s) / min(ours_s), 2),
+            "summarizer_speedup_without_refill": round(min(onmt_s) / min(plain_s), 2),
             "jobs": jobs,
             "job_speedup": round(jobs["onmt_translate_s"] / jobs["pipeline_s"], 2),
             "mean_summary_tokens": round(sum(len(s.tokens) for s in ours) / len(ours), 2),
