@@ -22,10 +22,12 @@ from s2s_model import (
     beam_search,
     greedy_search,
 )
+from s2s_model.search import row_topk
 from tests.conftest import tiny_model
 
 A, B = 4, 5
 VOCAB = 6
+NEG_INF_SCORE = -math.inf
 
 
 class ScriptedModel:
@@ -406,3 +408,17 @@ def test_shortlist_needs_the_frequency_ranking() -> None:
     _, src, lengths = random_batch(1, 2, 40)
     with pytest.raises(ValueError, match="frequent"):
         beam_search(model, src, lengths, DecodeConfig(shortlist=5))
+
+
+@pytest.mark.parametrize("width", [16_000, 16_000 + 5, 40])
+def test_row_topk_equals_topk(width: int) -> None:
+    gen = torch.Generator().manual_seed(width)
+    scores = torch.randn(33, width, generator=gen)
+    scores[3, :] = NEG_INF_SCORE
+    scores[4, 7:] = NEG_INF_SCORE  # fewer finite values than k
+    values, columns = row_topk(scores, 8)
+    expected_values, expected_columns = scores.topk(8, dim=1)
+    assert torch.equal(values, expected_values)
+    finite = torch.isfinite(expected_values)
+    assert torch.equal(columns[finite], expected_columns[finite])
+    assert torch.equal(scores.gather(1, columns), values)
