@@ -51,7 +51,7 @@ from pipeline.options import (
     DEVICES,
 )
 from pipeline.sources import DeadLetter, Document, Record
-from s2s_model import CheckpointError, DecodeConfig, Summarizer, Summary
+from s2s_model import CheckpointError, DecodeConfig, SearchStats, Summarizer, Summary
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +87,6 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(
         message in str(err).lower() for message in OUT_OF_MEMORY_MESSAGES
     )
-
-
-def token_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
-    """Indices of ``lengths`` grouped longest first, each group's padded size within budget.
-
-    Padded size = documents x longest; a document longer than the budget gets a batch alone.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for index in order:
-        current = batches[-1] if batches else None
-        if current and lengths[current[0]] * (len(current) + 1) <= max_batch_tokens:
-            current.append(index)
-        else:
-            batches.append([index])
-    return batches
-
-
-def padded_tokens(lengths: Sequence[int], max_batch_tokens: int) -> int:
-    """Source tokens, padding included, of ``lengths`` cut into ``token_batches``."""
-    return sum(len(batch) * lengths[batch[0]] for batch in token_batches(lengths, max_batch_tokens))
 
 
 def local_checkpoint(path: str) -> str:
@@ -254,23 +233,28 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         self, docs: list[Document], lengths: list[int], model: Summarizer
     ) -> list[Summary | InferenceFailure]:
         start = time.perf_counter()
-        outcomes = self._summarize(docs, model)
+        stats = SearchStats()
+        outcomes = self._summarize(docs, model, stats)
         latency_ms = int((time.perf_counter() - start) * 1000)
         Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms").update(latency_ms)
         Metrics.distribution(METRICS_NAMESPACE, "batch_documents").update(len(docs))
-        padded = padded_tokens(lengths, self._max_batch_tokens)
-        Metrics.distribution(METRICS_NAMESPACE, "padding_efficiency_pct").update(
-            round(100 * sum(lengths) / padded)
-        )
+        if stats.padding_efficiency is not None:
+            Metrics.distribution(METRICS_NAMESPACE, "padding_efficiency_pct").update(
+                round(100 * stats.padding_efficiency)
+            )
         Metrics.counter(METRICS_NAMESPACE, "tokens_in").inc(sum(lengths))
-        Metrics.counter(METRICS_NAMESPACE, "padded_tokens_in").inc(padded)
+        # The decoder's attention is where padding costs (the encoder packs its sequences).
+        Metrics.counter(METRICS_NAMESPACE, "source_tokens_attended").inc(stats.source_tokens)
+        Metrics.counter(METRICS_NAMESPACE, "padded_source_tokens_attended").inc(
+            stats.padded_source_tokens
+        )
         return outcomes
 
     def _summarize(
-        self, docs: list[Document], model: Summarizer, attempt: int = 1
+        self, docs: list[Document], model: Summarizer, stats: SearchStats, attempt: int = 1
     ) -> list[Summary | InferenceFailure]:
         try:
-            return list(model.summarize([doc.text for doc in docs], self._decode))
+            return list(model.summarize([doc.text for doc in docs], self._decode, stats=stats))
         except Exception as err:  # the model's failure becomes data, never a failed bundle
             out_of_memory = is_out_of_memory(err)
             if out_of_memory:
@@ -279,10 +263,11 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
             if len(docs) > 1:
                 Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
                 half = len(docs) // 2
-                return self._summarize(docs[:half], model) + self._summarize(docs[half:], model)
+                first = self._summarize(docs[:half], model, stats)
+                return first + self._summarize(docs[half:], model, stats)
             if attempt < SINGLE_DOCUMENT_ATTEMPTS:
                 Metrics.counter(METRICS_NAMESPACE, "document_retries").inc()
-                return self._summarize(docs, model, attempt + 1)
+                return self._summarize(docs, model, stats, attempt + 1)
             logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
             reason = dl.OUT_OF_MEMORY if out_of_memory else dl.INFERENCE_ERROR
             return [InferenceFailure(reason, f"{type(err).__name__}: {err}")]

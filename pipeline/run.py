@@ -347,10 +347,11 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
                 f" {dead_lettered} dead letters written to {output} (kept there to diagnose)"
             )
     by_reason = {r: counters.get(f"dead_letters_{r}", 0) for r in REASONS} if counters else {}
-    padded = (counters or {}).get("padded_tokens_in", 0)
+    padded = (counters or {}).get("padded_source_tokens_attended", 0)
+    attended = (counters or {}).get("source_tokens_attended", 0)
     return {
         "counters": dict(sorted((counters or {}).items())),
-        "padding_efficiency": round(counters["tokens_in"] / padded, 4) if padded else None,
+        "padding_efficiency": round(attended / padded, 4) if padded else None,
         "counts": {"read": read, "summarized": summarized, "dead_lettered": dead_lettered},
         "dead_letters_by_reason": {r: n for r, n in by_reason.items() if n},
         "files": {

@@ -8,7 +8,7 @@ from s2s_model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, s
 from s2s_model.config import DecodeConfig, ModelConfig
 from s2s_model.model import Seq2Seq, TeacherForced
 from s2s_model.quantize import QUANTIZE_KINDS
-from s2s_model.search import Hypothesis, beam_search, greedy_search
+from s2s_model.search import Hypothesis, SearchStats, beam_search, greedy_search
 from s2s_model.state import DecoderState, Memory
 from s2s_model.summarizer import DEVICES, Summarizer, Summary
 from s2s_model.tokenizer import (
@@ -35,6 +35,7 @@ __all__ = [
     "Hypothesis",
     "Memory",
     "ModelConfig",
+    "SearchStats",
     "Seq2Seq",
     "Summarizer",
     "Summary",

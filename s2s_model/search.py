@@ -145,6 +145,37 @@ def greedy_search(
 
 
 @dataclass
+class SearchStats:
+    """Work counters a caller passes to a search and reads afterwards (summed over steps).
+
+    The encoder reads packed sequences, so padding costs only where the decoder attends: at each
+    step every active document attends over the longest active source.
+
+    Attributes:
+        source_tokens: real source positions attended, per document and step.
+        padded_source_tokens: positions attended, padding included (documents x longest).
+        steps: decoding steps run.
+    """
+
+    source_tokens: int = 0
+    padded_source_tokens: int = 0
+    steps: int = 0
+
+    @property
+    def padding_efficiency(self) -> float | None:
+        """Real / padded positions attended (None before any step)."""
+        if not self.padded_source_tokens:
+            return None
+        return self.source_tokens / self.padded_source_tokens
+
+    def count(self, src_len: Tensor, longest: int) -> None:
+        """Record one step over documents with source lengths ``src_len`` (B,)."""
+        self.source_tokens += int(src_len.sum())
+        self.padded_source_tokens += src_len.numel() * longest
+        self.steps += 1
+
+
+@dataclass
 class _Active:
     """The documents being searched, K rows each, document-major."""
 
@@ -206,6 +237,7 @@ def beam_search(
     *,
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
+    stats: SearchStats | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
@@ -218,10 +250,11 @@ def beam_search(
         frequent: (F,) token ids ranked by frequency, needed when ``config.shortlist`` is set:
             each document may then emit only its source tokens and the first
             ``config.shortlist`` of these (and the special tokens).
+        stats: counters to add this search's work to (see ``SearchStats``).
     """
     sources = [src[i, : int(n)] for i, n in enumerate(src_len.tolist())]
     return search_documents(
-        model, sources, config, max_batch_tokens=max_batch_tokens, frequent=frequent
+        model, sources, config, max_batch_tokens=max_batch_tokens, frequent=frequent, stats=stats
     )
 
 
@@ -233,6 +266,7 @@ def search_documents(
     *,
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
+    stats: SearchStats | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over documents given as 1-D token tensors (S_i,), each at least 1 long.
 
@@ -250,6 +284,8 @@ def search_documents(
         if admitted:
             active = _admit(model, active, admitted, sources, config, shortlist)
         assert active is not None, "the budget always admits at least one document"
+        if stats is not None:
+            stats.count(active.src_len, active.memory.outputs.size(1))
         active = _step(model, active, finished, config)
     return [sorted(f, key=lambda h: -h.score)[: config.n_best] for f in finished]
 

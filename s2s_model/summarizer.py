@@ -13,7 +13,7 @@ import torch
 from s2s_model.checkpoint import Checkpoint, load_checkpoint
 from s2s_model.config import DecodeConfig
 from s2s_model.quantize import quantize_model
-from s2s_model.search import Hypothesis, beam_search, search_documents
+from s2s_model.search import Hypothesis, SearchStats, beam_search, search_documents
 from s2s_model.tokenizer import PAD_ID, TextTokenizer
 
 logger = logging.getLogger(__name__)
@@ -131,11 +131,13 @@ class Summarizer:
         decode: DecodeConfig | None = None,
         *,
         max_batch_tokens: int | None = None,
+        stats: SearchStats | None = None,
     ) -> list[Summary]:
         """Summaries of ``texts``, in the same order. A blank text raises ``ValueError``.
 
         ``max_batch_tokens`` overrides the token budget for this call (a caller that ran out of
-        memory retries with a smaller one); the results do not depend on it.
+        memory retries with a smaller one); the results do not depend on it. ``stats`` receives
+        the search's work counters (padding efficiency).
         """
         config = decode or self.decode
         budget = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
@@ -146,7 +148,7 @@ class Summarizer:
         )
         results: list[Summary | None] = [None] * len(encoded)
         with torch.inference_mode():
-            hyps = self._search(encoded, config, budget)
+            hyps = self._search(encoded, config, budget, stats)
         for item, item_hyps in zip(encoded, hyps, strict=True):
             results[item.index] = self._summary(item, item_hyps)
         return [r for r in results if r is not None]
@@ -159,7 +161,11 @@ class Summarizer:
         return _Encoded(index, ids[: self.max_src_tokens], truncated)
 
     def _search(
-        self, encoded: list[_Encoded], config: DecodeConfig, budget: int
+        self,
+        encoded: list[_Encoded],
+        config: DecodeConfig,
+        budget: int,
+        stats: SearchStats | None,
     ) -> list[list[Hypothesis]]:
         """Longest first; the active batch (docs x longest source) stays within ``budget``."""
         if self.refill:
@@ -170,9 +176,10 @@ class Summarizer:
                 config,
                 max_batch_tokens=budget,
                 frequent=self._frequent(config),
+                stats=stats,
             )
         batches = self._batches(encoded, budget)
-        return [h for batch in batches for h in self._search_batch(batch, config)]
+        return [h for batch in batches for h in self._search_batch(batch, config, stats)]
 
     def _batches(self, encoded: list[_Encoded], budget: int) -> list[list[_Encoded]]:
         """Fixed batches of length-sorted documents within the token budget (no refilling)."""
@@ -185,7 +192,9 @@ class Summarizer:
                 batches.append([item])
         return batches
 
-    def _search_batch(self, batch: list[_Encoded], config: DecodeConfig) -> list[list[Hypothesis]]:
+    def _search_batch(
+        self, batch: list[_Encoded], config: DecodeConfig, stats: SearchStats | None
+    ) -> list[list[Hypothesis]]:
         longest = len(batch[0].ids)
         src = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
         for row, item in enumerate(batch):
@@ -197,6 +206,7 @@ class Summarizer:
             src_len.to(self.device),
             config,
             frequent=self._frequent(config),
+            stats=stats,
         )
 
     def _frequent(self, config: DecodeConfig) -> torch.Tensor | None:

@@ -110,9 +110,11 @@ class _WrappedModel(Seq2SeqModelHandler):
         model = super().load_model()
         summarize = model.summarize
 
-        def wrapped(texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+        def wrapped(
+            texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
+        ) -> list[Summary]:
             self.fault(texts)
-            return summarize(texts, decode)
+            return summarize(texts, decode, **options)
 
         model.summarize = wrapped  # type: ignore[method-assign]
         return model

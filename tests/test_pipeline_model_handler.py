@@ -6,6 +6,7 @@ import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -13,12 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dead_letters import dead_letter
-from pipeline.model_handler import (
-    InferenceFailure,
-    Seq2SeqModelHandler,
-    padded_tokens,
-    token_batches,
-)
+from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
 from pipeline.sources import Document
 from pipeline.transforms import (
     DEAD_LETTER,
@@ -34,21 +30,6 @@ DECODE = DecodeConfig(beam_size=2, max_len=5)
 POISON = "poison"
 
 
-def test_token_batches_sort_longest_first_within_budget() -> None:
-    lengths = [3, 10, 4, 9, 1, 10]
-    batches = token_batches(lengths, max_batch_tokens=20)
-    assert batches == [[1, 5], [3, 2], [0, 4]]
-    for batch in batches:
-        assert max(lengths[i] for i in batch) * len(batch) <= 20
-    assert token_batches([50, 1], max_batch_tokens=20) == [[0], [1]]  # too long: alone
-
-
-def test_padded_tokens() -> None:
-    assert padded_tokens([4, 4], 100) == 8
-    assert padded_tokens([4, 2, 2], 8) == 2 * 4 + 1 * 2  # [4, 2] then [2]
-    assert padded_tokens([], 8) == 0
-
-
 class FakeSummarizer:
     """Counts tokens as words (none in U+200B); fails any batch holding POISON."""
 
@@ -60,7 +41,9 @@ class FakeSummarizer:
     def count_tokens(self, text: str) -> int:
         return len(re.findall(r"\w+", text))
 
-    def summarize(self, texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+    def summarize(
+        self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: object
+    ) -> list[Summary]:
         self.calls.append(len(texts))
         if any(POISON in t for t in texts):
             raise RuntimeError("cannot summarize poison")
@@ -150,10 +133,12 @@ class PoisonedHandler(Seq2SeqModelHandler):
         model = super().load_model()
         summarize = model.summarize
 
-        def poisoned(texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+        def poisoned(
+            texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
+        ) -> list[Summary]:
             if any(POISON in t for t in texts):
                 raise RuntimeError("poisoned")
-            return summarize(texts, decode)
+            return summarize(texts, decode, **options)
 
         model.summarize = poisoned  # type: ignore[method-assign]
         return model

@@ -89,6 +89,11 @@ def test_manifest_is_written_with_counts_model_and_decode(
     assert manifest["decode"]["max_len"] == 6 and manifest["decode"]["beam_size"] == 2
     assert manifest["runner"] == "FnApiRunner"
     assert manifest["started_at"] <= manifest["finished_at"]
+    counters = manifest["counters"]
+    assert 0 < counters["source_tokens_attended"] <= counters["padded_source_tokens_attended"]
+    assert manifest["padding_efficiency"] == pytest.approx(
+        counters["source_tokens_attended"] / counters["padded_source_tokens_attended"], abs=1e-4
+    )
     for name in manifest["files"]["summaries"] + manifest["files"]["dead_letter"]:
         assert (output / name).is_file()
 

@@ -148,7 +148,9 @@ class _SizedOom:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def summarize(self, texts: Sequence[str], decode: DecodeConfig | None = None) -> list[Summary]:
+    def summarize(
+        self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: object
+    ) -> list[Summary]:
         self.calls.append(len(texts))
         if len(texts) > self.limit:
             raise self.error

@@ -18,6 +18,7 @@ from s2s_model import (
     DecoderState,
     Hypothesis,
     Memory,
+    SearchStats,
     Seq2Seq,
     beam_search,
     greedy_search,
@@ -422,3 +423,20 @@ def test_row_topk_equals_topk(width: int) -> None:
     finite = torch.isfinite(expected_values)
     assert torch.equal(columns[finite], expected_columns[finite])
     assert torch.equal(scores.gather(1, columns), values)
+
+
+def test_search_stats_count_the_padding_attended() -> None:
+    # Two documents of 10 and 2 tokens in one batch, exactly 3 tokens then EOS: 4 steps, each
+    # attending over 2 x 10 positions of which 12 are real.
+    model = tiny_model(30, seed=8)
+    src = torch.nn.utils.rnn.pad_sequence(
+        [torch.arange(4, 14), torch.tensor([5, 6])], batch_first=True, padding_value=PAD_ID
+    )
+    stats = SearchStats()
+    config = DecodeConfig(beam_size=2, min_len=3, max_len=3)
+    beam_search(model, src, torch.tensor([10, 2]), config, stats=stats)
+    assert (stats.steps, stats.source_tokens, stats.padded_source_tokens) == (4, 48, 80)
+    assert stats.padding_efficiency == pytest.approx(0.6)
+    alone = SearchStats()
+    beam_search(model, src[1:, :2], torch.tensor([2]), config, stats=alone)
+    assert alone.padding_efficiency == 1.0
