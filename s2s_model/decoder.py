@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,7 +35,6 @@ class Decoder(nn.Module):
         self.copy_gate = (
             nn.Linear(2 * config.hidden_size + config.embed_dim, 1) if config.copy else None
         )
-        self._dequantized: tuple[Tensor, Tensor] | None = None
 
     def step(
         self, prev_tokens: Tensor, state: DecoderState, memory: Memory
@@ -125,26 +126,23 @@ class Decoder(nn.Module):
         if memory.vocab is None:
             logits: Tensor = self.generator(attn_h)
             return logits
-        weight, bias = memory.generator or self.generator_rows(memory.vocab)
-        return F.linear(attn_h, weight, bias)
+        output = memory.generator or self.shortlist_generator(memory.vocab)
+        return output(attn_h)
 
-    def generator_rows(self, vocab: Tensor) -> tuple[Tensor, Tensor]:
-        """The output layer's float weight (U, H) and bias (U,) for the ids ``vocab`` (U,)."""
-        weight, bias = self._dense_generator()
-        return weight.index_select(0, vocab), bias.index_select(0, vocab)
+    def shortlist_generator(self, vocab: Tensor) -> Callable[[Tensor], Tensor]:
+        """The output layer for the ids ``vocab`` (U,) only: (N, H) -> (N, U) scores.
 
-    def _dense_generator(self) -> tuple[Tensor, Tensor]:
-        """The output layer's float weight (V, H) and bias (V,).
-
-        A dynamically quantized Linear keeps packed int8 weights; shortlisting needs rows of a
-        dense matrix, so it is unpacked once and kept (it never changes after quantization).
+        Its rows are taken once here; a dynamically quantized layer stays int8 (its rows are
+        packed again, and score exactly as the whole layer does).
         """
-        weight, bias = self.generator.weight, self.generator.bias
-        if not callable(weight):
-            return weight, bias
-        if self._dequantized is None:
-            self._dequantized = (weight().dequantize(), bias())  # type: ignore[operator]
-        return self._dequantized
+        generator = self.generator
+        if isinstance(generator, nn.Linear):
+            weight, bias = generator.weight[vocab], generator.bias[vocab]
+            return lambda hidden: F.linear(hidden, weight, bias)
+        rows = generator.weight().index_select(0, vocab)
+        packed = torch.ops.quantized.linear_prepack(rows, generator.bias()[vocab])
+        # reduce_range=True, as torch.ao's dynamic Linear calls it.
+        return lambda hidden: torch.ops.quantized.linear_dynamic(hidden, packed, reduce_range=True)
 
     def _source_columns(self, memory: Memory) -> Tensor:
         """(B, S) source ids -> their columns in the output scores (ids, or shortlist places)."""

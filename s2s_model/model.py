@@ -74,11 +74,11 @@ class Seq2Seq(nn.Module):
         return log_probs, new_state
 
     def shortlisted(self, memory: Memory) -> Memory:
-        """``memory`` with the output layer's rows for its shortlist, so that each decoding step
-        does not take them again (a no-op without a shortlist or when already taken)."""
+        """``memory`` with the output layer restricted to its shortlist, so that each decoding
+        step does not take the rows again (a no-op without a shortlist or when already taken)."""
         if memory.vocab is None or memory.generator is not None:
             return memory
-        return memory.with_generator(*self.decoder.generator_rows(memory.vocab))
+        return memory.with_generator(self.decoder.shortlist_generator(memory.vocab))
 
     def teacher_forced(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> TeacherForced:
         """Score the target prefix ``tgt_in`` (B, T) (BOS first) token by token."""

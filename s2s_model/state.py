@@ -6,6 +6,7 @@ is passed in and returned (fairseq ``reorder_incremental_state``, OpenNMT-py ``m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -26,8 +27,8 @@ class Memory:
         vocab: (U,) sorted ids allowed for any document (the union of ``allowed``), else None.
             The decoder then scores these U ids only: column j of its output is id ``vocab[j]``.
         columns: (B, U) bool, ``allowed`` restricted to ``vocab``'s columns, else None.
-        generator: the output layer's weight (U, H) and bias (U,) rows for ``vocab``, taken once
-            per batch composition (``Seq2Seq.shortlisted``); None until then.
+        generator: the output layer restricted to ``vocab``, (N, H) -> (N, U), made once per
+            shortlist (``Seq2Seq.shortlisted``); None until then.
     """
 
     outputs: Tensor
@@ -37,7 +38,7 @@ class Memory:
     allowed: Tensor | None = None
     vocab: Tensor | None = None
     columns: Tensor | None = None
-    generator: tuple[Tensor, Tensor] | None = None
+    generator: Callable[[Tensor], Tensor] | None = None
 
     def with_allowed(self, allowed: Tensor | None) -> Memory:
         """This memory with per-document vocabularies ``allowed`` (B, V) (None: full)."""
@@ -47,22 +48,29 @@ class Memory:
         columns = allowed.index_select(1, vocab)
         return replace(self, allowed=allowed, vocab=vocab, columns=columns, generator=None)
 
-    def with_generator(self, weight: Tensor, bias: Tensor) -> Memory:
-        """This memory with the output layer's rows (U, H) and (U,) for its ``vocab``."""
-        return replace(self, generator=(weight, bias))
+    def with_generator(self, generator: Callable[[Tensor], Tensor]) -> Memory:
+        """This memory with the output layer restricted to its ``vocab``."""
+        return replace(self, generator=generator)
 
     @property
     def batch_size(self) -> int:
         return int(self.outputs.size(0))
 
     def index_select(self, docs: Tensor) -> Memory:
-        """Keep the documents ``docs`` (1-D long tensor), in that order."""
-        return Memory(
+        """Keep the documents ``docs`` (1-D long tensor), in that order.
+
+        The shortlist's ``vocab`` (and its ``generator``) stay as they are: still a superset of
+        what the kept documents allow, so documents leaving never rebuild the output layer.
+        """
+        return replace(
+            self,
             outputs=self.outputs.index_select(0, docs),
             keys=self.keys.index_select(0, docs),
             mask=self.mask.index_select(0, docs),
             src=self.src.index_select(0, docs),
-        ).with_allowed(None if self.allowed is None else self.allowed.index_select(0, docs))
+            allowed=None if self.allowed is None else self.allowed.index_select(0, docs),
+            columns=None if self.columns is None else self.columns.index_select(0, docs),
+        )
 
     def resize_source(self, length: int) -> Memory:
         """Cut or zero-pad the source axis to ``length`` (S -> length); padding is masked out."""
