@@ -104,7 +104,10 @@ def run_variant(variant: Variant, docs: int) -> float:
 def run_opennmt(threads: int, docs: int, work: Path) -> float | None:
     """OpenNMT-py's decode seconds for the forced work, or None when the anchor is not set up."""
     script, python = SHARED / "bench_decode.py", ONMT_VENV / "bin" / "python"
-    models = sorted((ANCHOR_DATA / "onmt-lstm-ref").glob("model_step_*.pt"))
+    models = sorted(
+        (ANCHOR_DATA / "onmt-lstm-ref").glob("model_step_*.pt"),
+        key=lambda p: int(p.stem.rsplit("_", 1)[1]),
+    )
     ready = script.exists() and python.exists() and (ANCHOR_DATA / "test.src").exists()
     if not (ready and models):
         return None
