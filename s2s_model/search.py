@@ -168,6 +168,12 @@ class SearchStats:
             return None
         return self.source_tokens / self.padded_source_tokens
 
+    def add(self, other: SearchStats) -> None:
+        """Add ``other``'s counts to these."""
+        self.source_tokens += other.source_tokens
+        self.padded_source_tokens += other.padded_source_tokens
+        self.steps += other.steps
+
     def count(self, src_len: Tensor, longest: int) -> None:
         """Record one step over documents with source lengths ``src_len`` (B,)."""
         self.source_tokens += int(src_len.sum())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from s2s_model import DecodeConfig, Summarizer, load_checkpoint
+from s2s_model import DecodeConfig, SearchStats, Summarizer, load_checkpoint
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
@@ -45,6 +45,27 @@ def test_a_per_call_budget_changes_nothing_but_the_batching(summarizer: Summariz
     assert [s.tokens for s in small] == [s.tokens for s in expected]
     with pytest.raises(ValueError, match="max_batch_tokens"):
         summarizer.summarize(texts, DECODE, max_batch_tokens=0)
+
+
+@pytest.mark.parametrize("refill", [True, False])
+def test_search_threads_give_the_same_summaries_in_order(
+    tiny_checkpoint: Path, refill: bool
+) -> None:
+    texts = make_texts(31, seed=14, min_words=1, max_words=40)
+    decode = DecodeConfig(beam_size=3, max_len=12, length_penalty="avg", shortlist=20)
+    one = Summarizer.load(tiny_checkpoint, max_batch_tokens=150, refill=refill)
+    three = Summarizer.load(tiny_checkpoint, max_batch_tokens=150, refill=refill, search_threads=3)
+    one_stats, three_stats = SearchStats(), SearchStats()
+    expected = one.summarize(texts, decode, stats=one_stats)
+    dealt = three.summarize(texts, decode, stats=three_stats)
+    assert [s.tokens for s in dealt] == [s.tokens for s in expected]
+    assert [s.src_tokens for s in dealt] == [s.src_tokens for s in expected]
+    assert three_stats.source_tokens > 0 and three_stats.steps >= one_stats.steps / 3
+    assert [s.tokens for s in three.summarize(texts[:2], decode)] == [
+        s.tokens for s in expected[:2]
+    ]  # fewer documents than threads
+    with pytest.raises(ValueError, match="search_threads"):
+        Summarizer.load(tiny_checkpoint, search_threads=0)
 
 
 def test_refill_gives_the_same_summaries(tiny_checkpoint: Path) -> None:
