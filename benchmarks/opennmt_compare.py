@@ -8,8 +8,9 @@ its README). Free decoding as in real use (beam 4, max length 30, length penalty
 
 - agreement: the share of documents whose summary is identical, and for each difference the
   score gap under our model (a tie or rounding case when it is below 1e-4);
-- speed: OpenNMT-py's own timing script (model load excluded) against our Summarizer, with and
-  without refill (continuous batching), best of N interleaved rounds; then whole jobs, process
+- speed: OpenNMT-py's own timing script (model load excluded) against our Summarizer on two
+  cores (two search threads of one torch thread each, with and without refill; and one search on
+  two intra-op threads), best of N interleaved rounds; then whole jobs, process
   start to exit: `onmt_translate` on one file against `python -m pipeline` over shards with two
   1-thread worker processes.
 
@@ -65,12 +66,17 @@ def sources(docs: int) -> list[str]:
 
 
 def ours_decode(
-    checkpoint: Path, texts: list[str], threads: int, refill: bool = True
+    checkpoint: Path, texts: list[str], threads: int, refill: bool = True, search_threads: int = 1
 ) -> tuple[float, list]:  # type: ignore[type-arg]
+    """Our Summarizer's decode seconds (load excluded) and summaries, in input order."""
     from s2s_model import DecodeConfig, Summarizer
 
     summarizer = Summarizer.load(
-        checkpoint, threads=threads, max_batch_tokens=64 * 400, refill=refill
+        checkpoint,
+        threads=threads,
+        max_batch_tokens=64 * 400,
+        refill=refill,
+        search_threads=search_threads,
     )
     decode = DecodeConfig(**DECODE, compat="opennmt")
     start = time.perf_counter()
@@ -157,16 +163,19 @@ def main() -> None:
 
         import_opennmt(model, checkpoint)
         texts = sources(args.docs)
-        onmt_s, ours_s, plain_s = [], [], []
+        onmt_s, ours_s, plain_s, intra_s = [], [], [], []
         for _ in range(args.rounds):
             seconds, theirs = onmt_decode(model, args.docs, 2, work)
             onmt_s.append(seconds)
-            seconds, ours = ours_decode(checkpoint, texts, 2)
+            seconds, ours = ours_decode(checkpoint, texts, 1, search_threads=2)
             ours_s.append(seconds)
-            seconds, plain = ours_decode(checkpoint, texts, 2, refill=False)
+            seconds, plain = ours_decode(checkpoint, texts, 1, refill=False, search_threads=2)
             plain_s.append(seconds)
-            if [s.text for s in plain] != [s.text for s in ours]:
-                sys.exit("refill changed a summary: a bug")
+            seconds, intra = ours_decode(checkpoint, texts, 2)
+            intra_s.append(seconds)
+            for other in (plain, intra):
+                if [s.text for s in other] != [s.text for s in ours]:
+                    sys.exit("refill or threading changed a summary: a bug")
         jobs = whole_jobs(checkpoint, model, texts, work)
         result = {
             "checkpoint": model.name,
@@ -174,11 +183,13 @@ def main() -> None:
             "agreement": agreement(checkpoint, texts, ours, theirs),
             "decode_s": {
                 "opennmt_2_threads": onmt_s,
-                "ours_2_threads": ours_s,
-                "ours_2_threads_without_refill": plain_s,
+                "ours_2_search_threads": ours_s,
+                "ours_2_search_threads_without_refill": plain_s,
+                "ours_1_search_2_intra_op_threads": intra_s,
             },
             "summarizer_speedup": round(min(onmt_s) / min(ours_s), 2),
             "summarizer_speedup_without_refill": round(min(onmt_s) / min(plain_s), 2),
+            "summarizer_speedup_intra_op_threads": round(min(onmt_s) / min(intra_s), 2),
             "jobs": jobs,
             "job_speedup": round(jobs["onmt_translate_s"] / jobs["pipeline_s"], 2),
             "mean_summary_tokens": round(sum(len(s.tokens) for s in ours) / len(ours), 2),
