@@ -62,16 +62,31 @@ class GlobalAttention(nn.Module):
             attn_h (B, K, H) = W_out [context; query] (then tanh, except ``additive``), align
             (B, K, S) and context (B, K, H).
         """
+        align, context = self.read(query, outputs, keys, mask, coverage)
+        return self.combine(context, query), align, context
+
+    def read(
+        self,
+        query: Tensor,
+        outputs: Tensor,
+        keys: Tensor,
+        mask: Tensor,
+        coverage: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """(B, K, H) queries -> align (B, K, S) and context (B, K, H); arguments as ``forward``."""
         scores = self._scores(query, keys, coverage)  # (B, K, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), MASKED_SCORE)
         align = torch.softmax(scores, dim=-1)
-        context = torch.bmm(align, outputs)  # (B, K, H)
-        attn_h = self.linear_out(torch.cat([context, query], dim=-1))
+        return align, torch.bmm(align, outputs)
+
+    def combine(self, context: Tensor, query: Tensor) -> Tensor:
+        """Context and query (..., H) each -> the attentional state (..., H)."""
+        attn_h: Tensor = self.linear_out(torch.cat([context, query], dim=-1))
         if self.kind != "additive":
             # Luong's tanh; the additive form stays linear, as in OpenNMT-py's ``mlp`` attention,
             # so that its models import unchanged.
             attn_h = torch.tanh(attn_h)
-        return attn_h, align, context
+        return attn_h
 
     def _scores(self, query: Tensor, keys: Tensor, coverage: Tensor | None) -> Tensor:
         """(B, K, H) queries, (B, S, H) keys -> (B, K, S) unnormalised scores."""

@@ -58,14 +58,35 @@ class Decoder(nn.Module):
         dec_out, h, c = self._lstm_step(lstm_in, state.h, state.c)  # (N, H), (L, N, H) x 2
         query = dec_out.view(batch, beams, -1)  # (B, K, H)
         coverage = None if state.coverage is None else state.coverage.view(batch, beams, -1)
-        attn_h, align, context = self.attention(
-            query, memory.outputs, memory.keys, memory.mask, coverage
-        )
+        align, context = self._read_memory(query, coverage, memory)  # (B, K, S), (B, K, H)
+        attn_h = self.attention.combine(context, query)  # (B, K, H)
         attn_h = self.dropout(attn_h.reshape(rows, -1))  # (N, H)
         align = align.reshape(rows, -1)  # (N, S)
         log_probs = self._output(attn_h, align, context.reshape(rows, -1), dec_out, emb, memory)
         new_coverage = None if state.coverage is None else state.coverage + align
         return log_probs, DecoderState(h, c, attn_h, new_coverage), align
+
+    def _read_memory(
+        self, query: Tensor, coverage: Tensor | None, memory: Memory
+    ) -> tuple[Tensor, Tensor]:
+        """Attention of B documents' queries (B, K, H) -> align (B, K, S), context (B, K, H).
+
+        When ``memory.rows`` maps the documents into more stored rows (some documents left),
+        the queries are spread to those rows, stale rows attend for nothing, and the documents'
+        rows are taken back: far cheaper than copying the memory on every departure.
+        """
+        if memory.rows is None:
+            return self.attention.read(query, memory.outputs, memory.keys, memory.mask, coverage)
+        stored = memory.outputs.size(0)
+        spread_query = query.new_zeros(stored, *query.shape[1:]).index_copy_(0, memory.rows, query)
+        spread_coverage = None
+        if coverage is not None:
+            spread_coverage = coverage.new_zeros(stored, *coverage.shape[1:])
+            spread_coverage.index_copy_(0, memory.rows, coverage)
+        align, context = self.attention.read(
+            spread_query, memory.outputs, memory.keys, memory.mask, spread_coverage
+        )
+        return align.index_select(0, memory.rows), context.index_select(0, memory.rows)
 
     def _lstm_step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One step of the stacked LSTM: x (N, I), h and c (L, N, H) -> output (N, H), h, c.

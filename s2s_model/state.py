@@ -18,10 +18,14 @@ from torch import Tensor
 class Memory:
     """What the decoder attends to, one entry per document (never copied per beam).
 
+    ``outputs``, ``keys`` and ``mask`` have R >= B rows: when documents leave, ``rows`` maps the
+    remaining B to their rows, and the big tensors are compacted only once half their rows are
+    stale (copying them on every departure cost more than the attention over stale rows).
+
     Attributes:
-        outputs: (B, S, H) encoder outputs, zero at padded positions.
-        keys: (B, S, H) attention keys derived from ``outputs`` once per document.
-        mask: (B, S) bool, True at real source tokens.
+        outputs: (R, S, H) encoder outputs, zero at padded positions.
+        keys: (R, S, H) attention keys derived from ``outputs`` once per document.
+        mask: (R, S) bool, True at real source tokens.
         src: (B, S) source token ids, for copying.
         allowed: (B, V) bool, each document's output vocabulary when shortlisting, else None.
         vocab: (U,) sorted ids allowed for any document (the union of ``allowed``), else None.
@@ -29,6 +33,8 @@ class Memory:
         columns: (B, U) bool, ``allowed`` restricted to ``vocab``'s columns, else None.
         generator: the output layer restricted to ``vocab``, (N, H) -> (N, U), made once per
             shortlist (``Seq2Seq.shortlisted``); None until then.
+        rows: (B,) each document's row in ``outputs``, ``keys`` and ``mask``; None when R = B
+            and row i is document i.
     """
 
     outputs: Tensor
@@ -39,6 +45,7 @@ class Memory:
     vocab: Tensor | None = None
     columns: Tensor | None = None
     generator: Callable[[Tensor], Tensor] | None = None
+    rows: Tensor | None = None
 
     def with_allowed(self, allowed: Tensor | None) -> Memory:
         """This memory with per-document vocabularies ``allowed`` (B, V) (None: full)."""
@@ -54,7 +61,8 @@ class Memory:
 
     @property
     def batch_size(self) -> int:
-        return int(self.outputs.size(0))
+        """B, the documents (``rows`` may point into more stored rows)."""
+        return int(self.src.size(0))
 
     def index_select(self, docs: Tensor) -> Memory:
         """Keep the documents ``docs`` (1-D long tensor), in that order.
@@ -62,14 +70,26 @@ class Memory:
         The shortlist's ``vocab`` (and its ``generator``) stay as they are: still a superset of
         what the kept documents allow, so documents leaving never rebuild the output layer.
         """
-        return replace(
+        rows = docs if self.rows is None else self.rows.index_select(0, docs)
+        kept = replace(
             self,
-            outputs=self.outputs.index_select(0, docs),
-            keys=self.keys.index_select(0, docs),
-            mask=self.mask.index_select(0, docs),
             src=self.src.index_select(0, docs),
             allowed=None if self.allowed is None else self.allowed.index_select(0, docs),
             columns=None if self.columns is None else self.columns.index_select(0, docs),
+            rows=rows,
+        )
+        return kept.compacted() if 2 * rows.numel() <= self.outputs.size(0) else kept
+
+    def compacted(self) -> Memory:
+        """The same documents with ``outputs``, ``keys`` and ``mask`` holding only their rows."""
+        if self.rows is None:
+            return self
+        return replace(
+            self,
+            outputs=self.outputs.index_select(0, self.rows),
+            keys=self.keys.index_select(0, self.rows),
+            mask=self.mask.index_select(0, self.rows),
+            rows=None,
         )
 
     def resize_source(self, length: int) -> Memory:
@@ -86,7 +106,8 @@ class Memory:
     def cat(first: Memory, second: Memory) -> Memory:
         """Documents of ``first`` then ``second``; the shorter source axis is padded."""
         length = max(first.outputs.size(1), second.outputs.size(1))
-        a, b = first.resize_source(length), second.resize_source(length)
+        a = first.compacted().resize_source(length)
+        b = second.compacted().resize_source(length)
         allowed = None
         if a.allowed is not None and b.allowed is not None:
             allowed = torch.cat([a.allowed, b.allowed])
