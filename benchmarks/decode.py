@@ -42,7 +42,6 @@ VARIANTS = [
     Variant("fp32, 1 thread", threads=1),
     Variant("fp32, 2 threads", threads=2),
     Variant("fp32, 2 processes x 1 thread", threads=1, processes=2),
-    Variant("int8 + shortlist, 2 threads", threads=2, quantize="int8", shortlist=SHORTLIST),
     Variant(
         "int8 + shortlist, 2 processes x 1 thread",
         threads=1,
@@ -164,13 +163,14 @@ def report(times: dict[str, list[float]], docs: int) -> None:
 
     flops = decode_flops(documents(docs), REFERENCE, FIXED)
     ceiling = {t: max(times[f"matmul GFLOP/s, {t} thread(s)"]) for t in (1, 2)}
-    onmt2 = times.get("OpenNMT-py 3.5.1, 2 thread(s)")
+    onmt = {t: times.get(f"OpenNMT-py 3.5.1, {t} thread(s)") for t in (1, 2)}
+    onmt2 = onmt[2]
     rows = []
     for name, values in times.items():
         if name.startswith("matmul"):
             continue
         best, median = min(values), statistics.median(values)
-        threads = 1 if "1 thread" in name else 2
+        threads = 1 if "1 thread" in name and "processes" not in name else 2
         gflops = flops / best / 1e9
         rows.append(
             {
@@ -182,6 +182,9 @@ def report(times: dict[str, list[float]], docs: int) -> None:
                 "gflops": round(gflops, 1),
                 "fraction_of_ceiling": round(gflops / ceiling[threads], 3),
                 "vs_opennmt_2_threads": round(min(onmt2) / best, 2) if onmt2 else None,
+                "vs_opennmt_same_cores": (
+                    round(min(onmt[threads]) / best, 2) if onmt[threads] else None
+                ),
             }
         )
     result = {
@@ -198,14 +201,15 @@ def report(times: dict[str, list[float]], docs: int) -> None:
     print(f"matmul ceiling: {ceiling[1]:.0f} GFLOP/s (1 thread), {ceiling[2]:.0f} (2 threads)")
     header = (
         f"{'variant':44} {'best s':>7} {'docs/s':>7} {'GFLOP/s':>8} {'of ceil':>8}"
-        f" {'vs ONMT-2t':>10}"
+        f" {'vs ONMT same cores':>18} {'vs ONMT-2t':>10}"
     )
     print(header)
     for r in rows:
+        same = "" if r["vs_opennmt_same_cores"] is None else f"{r['vs_opennmt_same_cores']:.2f}x"
         vs = "" if r["vs_opennmt_2_threads"] is None else f"{r['vs_opennmt_2_threads']:.2f}x"
         print(
             f"{r['variant']:44} {r['best_s']:7.1f} {r['docs_per_s']:7.1f} {r['gflops']:8.1f}"
-            f" {r['fraction_of_ceiling']:8.0%} {vs:>10}"
+            f" {r['fraction_of_ceiling']:8.0%} {same:>18} {vs:>10}"
         )
 
 

@@ -6,7 +6,7 @@ The pipeline is timed from process start to exit, so its figure includes startin
 and loading the model; it also runs on twice the documents, and the difference between the two
 runs gives its marginal docs/s (the rate a long job settles at, fixed costs removed).
 
-    python -m benchmarks.pipeline_bench [--docs 1000] [--model DIR]
+    python -m benchmarks.pipeline_bench [--docs 500] [--model DIR]
 
 Documents are the sample corpus's texts (examples/debian), cycled to the wanted count, written as
 plain-line shards. Both sides use one torch thread and the model's own decoding settings. The
@@ -81,7 +81,7 @@ def peak_rss_mib(inputs: Path, output: Path, model: str | None) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--docs", type=int, default=500)
     parser.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,10 +39,9 @@ class Setting:
 SETTINGS = [
     Setting("exact fp32"),
     Setting("int8", quantize="int8"),
-    Setting("shortlist 1000", shortlist=1000),
     Setting("shortlist 2000", shortlist=2000),
-    Setting("int8 + shortlist 1000", quantize="int8", shortlist=1000),
-    Setting("int8 + shortlist 2000", quantize="int8", shortlist=2000),
+    Setting("shortlist 4000", shortlist=4000),
+    Setting("int8 + shortlist 4000", quantize="int8", shortlist=4000),
 ]
 
 

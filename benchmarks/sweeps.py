@@ -1,7 +1,7 @@
 """Sweeps: decode docs/s against the batch token budget and against the beam size, on the fixed
-work's reference model (one thread, 256 documents, exactly 30 tokens), plotted as PNG.
+work's reference model (one thread, 128 documents, exactly 30 tokens), plotted as PNG.
 
-    python -m benchmarks.sweeps [--docs 256]
+    python -m benchmarks.sweeps [--docs 128]
 
 Writes benchmarks/results/sweeps.json and sweeps.png.
 """
@@ -34,7 +34,7 @@ def docs_per_s(docs: list[torch.Tensor], budget: int, beam: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=256)
+    parser.add_argument("--docs", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(1)
     docs = documents(args.docs)
