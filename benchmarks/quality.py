@@ -41,6 +41,7 @@ SETTINGS = [
     Setting("int8", quantize="int8"),
     Setting("shortlist 2000", shortlist=2000),
     Setting("shortlist 4000", shortlist=4000),
+    Setting("int8 + shortlist 2000", quantize="int8", shortlist=2000),
     Setting("int8 + shortlist 4000", quantize="int8", shortlist=4000),
 ]
 
