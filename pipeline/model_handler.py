@@ -156,6 +156,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         batch_window: int = DEFAULT_BATCH_WINDOW,
         refill: bool = True,
         quantize: str = "none",
+        precision: str = "fp32",
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"device={device!r}: choose one of {DEVICES}")
@@ -181,6 +182,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         self._max_batch_tokens = max_batch_tokens
         self._refill = refill
         self._quantize = quantize
+        self._precision = precision
 
     def load_model(self) -> Summarizer:
         summarizer = load_summarizer(
@@ -191,6 +193,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
             max_batch_tokens=self._max_batch_tokens,
             refill=self._refill,
             quantize=self._quantize,
+            precision=self._precision,
         )
         logger.info(
             "loaded model %s (%s) on %s with %d torch thread(s)",

@@ -22,6 +22,7 @@ INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
 DEVICES = ("auto", "cpu", "cuda")
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 QUANTIZE_KINDS = ("none", "int8")
+PRECISIONS = ("fp32", "bf16")
 IF_FINISHED = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_MAX_SRC_TOKENS = 400
@@ -207,6 +208,13 @@ class SummarizeOptions(PipelineOptions):
             default="none",
             help="'int8': dynamic int8 LSTM and linear layers on the CPU (faster, slightly"
             " different scores)",
+        )
+        group.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="'bf16': decode under bf16 autocast (GPUs and CPUs with native bf16; slower"
+            " than fp32 elsewhere)",
         )
         group.add_argument(
             "--no_refill",

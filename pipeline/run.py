@@ -189,6 +189,8 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         raise PreflightError("no output directory: pass --output DIR")
     if options.quantize == "int8" and options.device == "cuda":
         raise PreflightError("--quantize int8 runs on the CPU only: drop it or use --device cpu")
+    if options.quantize == "int8" and options.precision == "bf16":
+        raise PreflightError("--quantize int8 and --precision bf16 do not combine: choose one")
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
     shards = _count_shards(patterns)
@@ -240,6 +242,7 @@ def build_pipeline(
         batch_window=opts.batch_window,
         refill=opts.refill,
         quantize=opts.quantize,
+        precision=opts.precision,
     )
     with_n_best = decode.n_best > 1
     records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
@@ -426,6 +429,7 @@ def _manifest(
             "path": plan.model,
             "fingerprint": plan.fingerprint,
             "quantize": options.quantize,
+            "precision": options.precision,
             "max_src_tokens": options.max_src_tokens,
         },
         "decode": dataclasses.asdict(plan.decode),

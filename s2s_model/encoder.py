@@ -39,7 +39,10 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(
             embedded, src_len.cpu(), batch_first=True, enforce_sorted=False
         )
-        packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D)
+        # Under CPU bf16 autocast, oneDNN's bf16 LSTM fails on CPUs without native bf16 ("could
+        # not create a primitive descriptor"): the encoder's LSTM stays fp32 on the CPU.
+        with torch.autocast("cpu", enabled=False):
+            packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D)
         outputs, _ = pad_packed_sequence(packed_out, batch_first=True)  # (B, S', H)
         return outputs, self._merge_directions(h), self._merge_directions(c)
 

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "debian-synopsis"
 DEVICES = ("cpu", "cuda", "auto")
 DEFAULT_MAX_SRC_TOKENS = 400
 DEFAULT_MAX_BATCH_TOKENS = 6000
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,16 @@ class Summarizer:
         refill: bool = True,
         quantize: str = "none",
         search_threads: int = 1,
+        precision: str = "fp32",
     ) -> None:
         if max_src_tokens < 1 or max_batch_tokens < 1:
             raise ValueError("max_src_tokens and max_batch_tokens must be at least 1")
         if search_threads < 1:
             raise ValueError(f"search_threads={search_threads} must be at least 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
+        if precision == "bf16" and quantize != "none":
+            raise ValueError("precision='bf16' and quantize='int8' do not combine: choose one")
         self.device = device
         self.model = quantize_model(checkpoint.model.to(device).eval(), quantize, device)
         self.quantize = quantize
@@ -88,6 +95,7 @@ class Summarizer:
         self.max_batch_tokens = max_batch_tokens
         self.refill = refill
         self.search_threads = search_threads
+        self.precision = precision
         self._frequent_ids: dict[int, torch.Tensor] = {}
 
     @classmethod
@@ -102,6 +110,7 @@ class Summarizer:
         refill: bool = True,
         quantize: str = "none",
         search_threads: int = 1,
+        precision: str = "fp32",
     ) -> Summarizer:
         """Load a checkpoint directory (the bundled model when ``path`` is None).
 
@@ -112,7 +121,9 @@ class Summarizer:
         runs the LSTM and linear layers in dynamic int8 on the CPU (faster, slightly different
         scores). ``search_threads`` deals the documents of each call to that many searches run
         at once in threads: with ``threads=1`` each, N search threads keep N cores busy with less
-        overhead than N intra-op threads (the results are the same).
+        overhead than N intra-op threads (the results are the same). ``precision='bf16'``
+        decodes under bf16 autocast (matrix products in bf16, softmax and scores in fp32): for
+        GPUs and CPUs with native bf16; elsewhere it is slower than fp32.
         """
         if threads is not None:
             if threads < 1:
@@ -128,6 +139,7 @@ class Summarizer:
             refill=refill,
             quantize=quantize,
             search_threads=search_threads,
+            precision=precision,
         )
 
     def count_tokens(self, text: str) -> int:
@@ -208,18 +220,27 @@ class Summarizer:
         stats: SearchStats | None,
     ) -> list[list[Hypothesis]]:
         """Longest first; the active batch (docs x longest source) stays within ``budget``."""
-        if self.refill:
-            sources = [torch.tensor(e.ids, dtype=torch.long, device=self.device) for e in encoded]
-            return search_documents(
-                self.model,
-                sources,
-                config,
-                max_batch_tokens=budget,
-                frequent=self._frequent(config),
-                stats=stats,
-            )
-        batches = self._batches(encoded, budget)
-        return [h for batch in batches for h in self._search_batch(batch, config, stats)]
+        with self._autocast():  # autocast is per thread: entered here, in the searching thread
+            if self.refill:
+                sources = [
+                    torch.tensor(e.ids, dtype=torch.long, device=self.device) for e in encoded
+                ]
+                return search_documents(
+                    self.model,
+                    sources,
+                    config,
+                    max_batch_tokens=budget,
+                    frequent=self._frequent(config),
+                    stats=stats,
+                )
+            batches = self._batches(encoded, budget)
+            return [h for batch in batches for h in self._search_batch(batch, config, stats)]
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        """bf16 autocast on this Summarizer's device when ``precision='bf16'``, else nothing."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
+        return nullcontext()
 
     def _batches(self, encoded: list[_Encoded], budget: int) -> list[list[_Encoded]]:
         """Fixed batches of length-sorted documents within the token budget (no refilling)."""

@@ -95,6 +95,11 @@ PREFLIGHT_ERRORS = {
     "corrupt model": (["--model", "{corrupt}"], "model.safetensors is not a readable"),
     "glob matching nothing": (["--input", "{tmp}/none-*.txt"], "matches no file"),
     "no output": (["--output", ""], "no output directory"),
+    "int8 with bf16": (
+        ["--quantize", "int8", "--precision", "bf16"],
+        "--quantize int8 and --precision bf16 do not combine",
+    ),
+    "int8 on a GPU": (["--quantize", "int8", "--device", "cuda"], "int8 runs on the CPU only"),
 }
 
 

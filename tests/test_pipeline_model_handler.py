@@ -205,3 +205,16 @@ def test_is_blank(text: str, blank: bool) -> None:
     from pipeline.transforms import is_blank
 
     assert is_blank(text) is blank
+
+
+@pytest.mark.parametrize(("quantize", "precision"), [("none", "bf16"), ("int8", "fp32")])
+def test_the_handler_loads_the_model_as_asked(
+    tiny_checkpoint: Path, quantize: str, precision: str
+) -> None:
+    handler = Seq2SeqModelHandler(
+        str(tiny_checkpoint), device="cpu", quantize=quantize, precision=precision
+    )
+    model = handler.load_model()
+    assert (model.quantize, model.precision) == (quantize, precision)
+    results = list(handler.run_inference(_docs(["the package does things"]), model))
+    assert isinstance(results[0].inference, Summary)

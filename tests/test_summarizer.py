@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from s2s_model import DecodeConfig, SearchStats, Summarizer, load_checkpoint
 from tests.conftest import make_texts
@@ -164,3 +166,31 @@ def test_shortlist_through_the_summarizer(summarizer: Summarizer) -> None:
     ):
         source = set(summarizer.tokenizer.encode(text)[: summarizer.max_src_tokens])
         assert set(summary.tokens) <= frequent | source | {3}
+
+
+@pytest.mark.parametrize("search_threads", [1, 2])
+def test_bf16_precision_runs_the_model_in_bf16(tiny_checkpoint: Path, search_threads: int) -> None:
+    texts = make_texts(6, seed=15)
+    decode = DecodeConfig(beam_size=2, max_len=6)
+    dtypes: list[torch.dtype] = []
+    for precision in ("fp32", "bf16"):
+        summarizer = Summarizer.load(
+            tiny_checkpoint, precision=precision, search_threads=search_threads
+        )
+        hook = summarizer.model.decoder.generator.register_forward_hook(
+            lambda module, args, out: dtypes.append(out.dtype)
+        )
+        out = summarizer.summarize(texts, decode)
+        hook.remove()
+        assert len(out) == 6 and all(0 < len(s.tokens) <= 6 for s in out)
+        assert all(math.isfinite(s.score) for s in out)
+        expected = torch.float32 if precision == "fp32" else torch.bfloat16
+        assert dtypes and set(dtypes) == {expected}
+        dtypes.clear()
+        # One document, or documents of equal length, take oneDNN's LSTM path in the encoder.
+        assert len(summarizer.summarize(texts[:1], decode)) == 1
+        assert len(summarizer.summarize([texts[0]] * 3, decode)) == 3
+    with pytest.raises(ValueError, match="precision"):
+        Summarizer.load(tiny_checkpoint, precision="fp8")
+    with pytest.raises(ValueError, match="do not combine"):
+        Summarizer.load(tiny_checkpoint, precision="bf16", quantize="int8")
