@@ -169,9 +169,8 @@ class Decoder(nn.Module):
         """(B, S) source ids -> their columns in the output scores (ids, or shortlist places)."""
         if memory.vocab is None:
             return memory.src
-        place = memory.src.new_zeros(self.config.vocab_size)
-        place[memory.vocab] = torch.arange(memory.vocab.numel(), device=place.device)
-        return place[memory.src]
+        # A document's source ids are always in its shortlist, so each has a column in vocab.
+        return torch.searchsorted(memory.vocab, memory.src.contiguous())
 
 
 def _allow(scores: Tensor, memory: Memory) -> Tensor:

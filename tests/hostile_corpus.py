@@ -202,24 +202,16 @@ def _binary(corpus: HostileCorpus) -> None:
 
 def _compression(corpus: HostileCorpus) -> None:
     texts = make_texts(300, seed=41)
-    whole = gzip.compress("".join(f"{t}\n" for t in texts).encode())
-    cut = _write(corpus.root / "truncated.txt.gz", whole[: len(whole) // 2])
-    kept = _lines_before_break(cut)
-    source = safe_text(str(cut))
-    corpus.expect(
-        cut,
-        [SUMMARY] * kept + [UNREADABLE],
-        [f"{source}:{n}" for n in range(1, kept + 1)] + [f"{source}:{kept + 1}-"],
-    )
-    bzipped = bz2.compress("".join(f"{t}\n" for t in texts).encode())
-    cut_bz2 = _write(corpus.root / "truncated.txt.bz2", bzipped[: len(bzipped) // 2])
-    kept = _lines_before_break(cut_bz2)
-    source = safe_text(str(cut_bz2))
-    corpus.expect(
-        cut_bz2,
-        [SUMMARY] * kept + [UNREADABLE],
-        [f"{source}:{n}" for n in range(1, kept + 1)] + [f"{source}:{kept + 1}-"],
-    )
+    for suffix, compress in (("gz", gzip.compress), ("bz2", bz2.compress)):
+        whole = compress("".join(f"{t}\n" for t in texts).encode())
+        cut = _write(corpus.root / f"truncated.txt.{suffix}", whole[: len(whole) // 2])
+        kept = _lines_before_break(cut)
+        source = safe_text(str(cut))
+        corpus.expect(
+            cut,
+            [SUMMARY] * kept + [UNREADABLE],
+            [f"{source}:{n}" for n in range(1, kept + 1)] + [f"{source}:{kept + 1}-"],
+        )
     fake = _write(corpus.root / "not-really.txt.gz", b"plain text pretending to be gzip\n")
     corpus.expect(fake, [UNREADABLE], [f"{safe_text(str(fake))}:1-"])
     _write(corpus.root / "empty.txt.gz", b"")  # zero bytes: no records, no error

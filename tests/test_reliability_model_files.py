@@ -103,15 +103,21 @@ def remote() -> Iterator[None]:
     memfs.reset()
 
 
-@pytest.mark.parametrize("case", sorted(DAMAGE))
-def test_damaged_model_fails_in_one_line_naming_the_file_before_any_work(
-    case: str, tmp_path: Path, tiny_checkpoint: Path
-) -> None:
+def _damaged_copy(case: str, tmp_path: Path, tiny_checkpoint: Path) -> tuple[Path, Path, str, str]:
+    """A copy of the tiny checkpoint damaged as ``case`` says: (model, marker, file, words)."""
     damage, name, words = DAMAGE[case]
     model = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, model)
     marker = tmp_path / "marker"
     damage(model, marker)
+    return model, marker, name, words
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damaged_model_fails_in_one_line_naming_the_file_before_any_work(
+    case: str, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    model, marker, name, words = _damaged_copy(case, tmp_path, tiny_checkpoint)
     corpus = write_lines(tmp_path / "in.txt", ["the package"])
     output = tmp_path / "out"
     result = CliRunner().invoke(
@@ -165,11 +171,7 @@ def test_a_remote_model_is_read_through_beam_filesystems_by_launcher_and_workers
 def test_a_damaged_remote_model_is_named_by_its_remote_path(
     case: str, tmp_path: Path, tiny_checkpoint: Path, remote: None, own_tempdir: Path
 ) -> None:
-    damage, name, words = DAMAGE[case]
-    model = tmp_path / "model"
-    shutil.copytree(tiny_checkpoint, model)
-    marker = tmp_path / "marker"
-    damage(model, marker)
+    model, marker, name, words = _damaged_copy(case, tmp_path, tiny_checkpoint)
     _upload(model, "memfs://models/bad")
     corpus = write_lines(tmp_path / "in.txt", ["the package"])
     output = tmp_path / "out"
