@@ -181,7 +181,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checkpoint = work / "imported"
-        from pipeline.opennmt_import import import_opennmt
+        from s2s_cli.opennmt_import import import_opennmt
 
         import_opennmt(model, checkpoint)
         texts = sources(args.docs)

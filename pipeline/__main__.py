@@ -1,9 +1,12 @@
 """``python -m pipeline --input GLOB --output DIR [flags]``: one launch command for every runner.
 
-The same as ``s2s summarize``: flags are in pipeline/options.py; Beam's own flags pass through.
+The same job as ``s2s summarize``, without click: flags are in pipeline/options.py; Beam's own
+flags pass through.
 """
 
-from pipeline.cli import summarize_main
+import sys
+
+from pipeline.run import main
 
 if __name__ == "__main__":
-    summarize_main()
+    sys.exit(main(sys.argv[1:]))

@@ -28,6 +28,7 @@ retried whole on distributed runners, and fail the job on the local one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -44,18 +45,20 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from pipeline import dead_letters as dl
 from pipeline.dead_letters import METRICS_NAMESPACE
-from pipeline.options import (
-    DEFAULT_BATCH_WINDOW,
-    DEFAULT_MAX_BATCH_TOKENS,
-    DEFAULT_MAX_SRC_TOKENS,
-    DEVICES,
-)
+from pipeline.options import DEFAULT_BATCH_WINDOW
+from pipeline.sinks import LOCAL_SCHEMES
 from pipeline.sources import DeadLetter, Document, Record
-from s2s_model import CheckpointError, DecodeConfig, SearchStats, Summarizer, Summary
+from s2s_model import (
+    CheckpointError,
+    DecodeConfig,
+    RuntimeSettings,
+    SearchStats,
+    Summarizer,
+    Summary,
+)
 
 logger = logging.getLogger(__name__)
 
-LOCAL_SCHEMES = (None, "", "file")
 # Attempts at one document (alone) before it becomes a dead letter.
 SINGLE_DOCUMENT_ATTEMPTS = 2
 # How PyTorch and the C allocator word running out of memory in a plain RuntimeError.
@@ -109,14 +112,14 @@ def local_checkpoint(path: str) -> str:
     return target
 
 
-def load_summarizer(path: str | None, **settings: Any) -> Summarizer:
+def load_summarizer(path: str | None, settings: RuntimeSettings) -> Summarizer:
     """``Summarizer.load`` from a local path or any Beam filesystem (None: the bundled model).
 
     A remote checkpoint is copied to a temporary directory, loaded (everything is in memory
     then) and the copy removed; errors name the remote file, not the copy."""
     local = None if path is None else local_checkpoint(path)
     try:
-        return Summarizer.load(local, **settings)
+        return Summarizer.load(local, settings)
     except CheckpointError as err:
         if local == path or local is None or path is None:
             raise
@@ -149,25 +152,13 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         model_path: str | None = None,
         *,
         decode: DecodeConfig | None = None,
-        device: str = "auto",
-        threads: int = 1,
-        max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        settings: RuntimeSettings | None = None,
         batch_window: int = DEFAULT_BATCH_WINDOW,
-        refill: bool = True,
-        quantize: str = "none",
-        precision: str = "fp32",
     ) -> None:
-        if device not in DEVICES:
-            raise ValueError(f"device={device!r}: choose one of {DEVICES}")
-        for name, value in (
-            ("threads", threads),
-            ("max_src_tokens", max_src_tokens),
-            ("max_batch_tokens", max_batch_tokens),
-            ("batch_window", batch_window),
-        ):
-            if value < 1:
-                raise ValueError(f"{name}={value} must be at least 1")
+        settings = settings or RuntimeSettings(device="auto", threads=1)
+        if batch_window < 1:
+            raise ValueError(f"batch_window={batch_window} must be at least 1")
+        threads = settings.threads or 1
         super().__init__(
             min_batch_size=batch_window,
             max_batch_size=batch_window,
@@ -176,31 +167,18 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         self._model_path = model_path
         self._decode = decode
         # int8 layers run on the CPU only: 'auto' must not pick a GPU for them.
-        self._device = "cpu" if quantize == "int8" and device == "auto" else device
-        self._threads = threads
-        self._max_src_tokens = max_src_tokens
-        self._max_batch_tokens = max_batch_tokens
-        self._refill = refill
-        self._quantize = quantize
-        self._precision = precision
+        if settings.quantize == "int8" and settings.device == "auto":
+            settings = dataclasses.replace(settings, device="cpu")
+        self._settings = settings
 
     def load_model(self) -> Summarizer:
-        summarizer = load_summarizer(
-            self._model_path,
-            device=self._device,
-            threads=self._threads,
-            max_src_tokens=self._max_src_tokens,
-            max_batch_tokens=self._max_batch_tokens,
-            refill=self._refill,
-            quantize=self._quantize,
-            precision=self._precision,
-        )
+        summarizer = load_summarizer(self._model_path, self._settings)
         logger.info(
-            "loaded model %s (%s) on %s with %d torch thread(s)",
+            "loaded model %s (%s) on %s with %s torch thread(s)",
             self._model_path or "bundled",
             summarizer.fingerprint,
             summarizer.device,
-            self._threads,
+            self._settings.threads,
         )
         return summarizer
 

@@ -16,25 +16,32 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from s2s_model import DecodeConfig
+from s2s_model import DecodeConfig, RuntimeSettings
+from s2s_model.config import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_SRC_TOKENS,
+    DEVICES,
+    PRECISIONS,
+    QUANTIZE_KINDS,
+)
+from s2s_model.errors import S2SError
 
 INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
-DEVICES = ("auto", "cpu", "cuda")
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
-QUANTIZE_KINDS = ("none", "int8")
-PRECISIONS = ("fp32", "bf16")
 IF_FINISHED = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
-DEFAULT_MAX_SRC_TOKENS = 400
-DEFAULT_MAX_BATCH_TOKENS = 6000
 DEFAULT_BATCH_WINDOW = 512
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
 # An unknown flag this close to one of ours is a typo, not a runner-specific pass-through flag.
 TYPO_CUTOFF = 0.8
+# How close a suggestion must be when an unknown flag is refused anyway.
+SUGGEST_CUTOFF = 0.6
 
 
-class OptionsError(ValueError):
+class OptionsError(S2SError, ValueError):
     """A bad command-line flag or value; the message is one line for the user."""
+
+    exit_code = 2
 
 
 def _positive_int(text: str) -> int:
@@ -174,8 +181,8 @@ class SummarizeOptions(PipelineOptions):
             "--device",
             choices=DEVICES,
             default="auto",
-            help="'auto' uses CUDA where a worker has it; 'cuda' without one warns and uses"
-            " the CPU",
+            help="'auto' uses CUDA where a worker has it; 'cuda' fails before any work where"
+            " torch sees no usable GPU",
         )
         group.add_argument(
             "--torch_threads",
@@ -225,13 +232,21 @@ class SummarizeOptions(PipelineOptions):
             " of finished ones (same summaries; for comparison)",
         )
         _add_decode_flags(parser.add_argument_group("decoding"))
-        parser.add_argument(
-            "--progress_dir",
-            default=None,
-            # Internal: a local directory where workers report documents done; run() sets it
-            # for local runs when someone (the CLI) watches progress.
-            help=argparse.SUPPRESS,
-        )
+
+    def runtime_settings(self) -> RuntimeSettings:
+        """How each worker runs the model; raises ``OptionsError`` on flags that do not combine."""
+        try:
+            return RuntimeSettings(
+                device=self.device,
+                threads=self.torch_threads,
+                max_src_tokens=self.max_src_tokens,
+                max_batch_tokens=self.max_batch_tokens,
+                refill=self.refill,
+                quantize=self.quantize,
+                precision=self.precision,
+            )
+        except ValueError as err:
+            raise OptionsError(f"bad runtime flags: {err}") from None
 
     def decode_overrides(self) -> dict[str, Any]:
         """The decode flags given on the command line (those left at None are not)."""
@@ -287,8 +302,9 @@ def parse_options(argv: Sequence[str]) -> SummarizeOptions:
 def inputs_as_flags(tokens: Sequence[str]) -> list[str]:
     """Command-line tokens with every positional argument turned into ``--input PATTERN``.
 
-    Known flags take their value from the next token as argparse would; a flag unknown to every
-    Beam options class must be written ``--flag=value`` (without ``=`` it is a switch).
+    Known flags take their value from the next token as argparse would. A flag unknown to every
+    Beam options class must be written ``--flag=value``: an unknown ``--flag`` followed by a
+    value is refused (``OptionsError``), so that its value never becomes an input.
     """
     actions = _all_flags_parser()._option_string_actions
     argv: list[str] = []
@@ -301,9 +317,20 @@ def inputs_as_flags(tokens: Sequence[str]) -> list[str]:
             continue
         argv.append(token)
         action = actions.get(token)
+        if action is None and "=" not in token and pending and not pending[0].startswith("-"):
+            raise OptionsError(_unknown_flag_message(token, pending[0]))
         if action is not None and action.nargs != 0 and pending:
             argv.append(pending.pop(0))
     return inputs + argv
+
+
+def _unknown_flag_message(flag: str, value: str) -> str:
+    close = difflib.get_close_matches(flag, _our_flags(), n=1, cutoff=SUGGEST_CUTOFF)
+    hint = f"did you mean {close[0]}?" if close else "no s2s or Beam flag has this name;"
+    return (
+        f"unknown flag {flag}: {hint} (a runner's own flag takes its value as"
+        f" {flag}={value}, so that {value!r} is not read as an input)"
+    )
 
 
 def format_flags_help() -> str:

@@ -1,31 +1,25 @@
-"""build_pipeline(p, options, decode=...) builds the job; run(argv) checks, runs and accounts.
+"""build_pipeline(p, options, ...) builds the job; run(argv) checks, runs and accounts.
 
 A run, in order:
 
-1. ``preflight``: flags, inputs, output directory and model are checked before any work; each
-   problem is a ``PreflightError`` with a one-line message. An output that already holds a
-   finished run is refused (``--if_finished fail``) or left alone with exit 0 (``skip``).
+1. ``preflight`` (pipeline/preflight.py): flags, inputs, output directory, model and device are
+   checked before any work. An output that already holds a finished run is refused
+   (``--if_finished fail``) or left alone with exit 0 (``skip``).
 2. Stale output of an earlier unfinished run (and, with ``--overwrite``, a finished one) is
-   removed, ``_SUCCESS.json`` first, so no reader ever mixes two runs.
+   removed, ``_SUCCESS.json`` first (pipeline/output.py).
 3. The job runs (``FnApiRunner`` unless ``--runner`` says otherwise: Beam 2.77's
    ``DirectRunner`` first tries to download a Prism binary) and writes below
-   ``<output>/_temporary/<run id>/``. A job that fails (a worker killed, a bundle that raises)
-   has its files removed there; if the launcher itself dies they stay there, never among the
-   outputs, until the next run to the same output clears them.
-4. Accounting: rows are counted from the Parquet footers and checked against the job's
-   ``records_read`` counter; then the files move into ``summaries/`` and ``dead_letter/``, and
-   a dead-letter fraction above ``--max_dead_letter_fraction`` fails the run.
-5. ``_SUCCESS.json`` is written last. A run that fails anywhere leaves none.
+   ``<output>/_temporary/<run id>/``. A job that fails has its files removed there.
+4. Accounting, the move into place and ``_SUCCESS.json``, last (pipeline/output.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -34,64 +28,46 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
-from pipeline.model_handler import LOCAL_SCHEMES, Seq2SeqModelHandler, load_summarizer
-from pipeline.options import OptionsError, SummarizeOptions, parse_options
-from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
-from pipeline.sinks import (
-    DEAD_LETTER_DIR,
-    SUMMARIES_DIR,
-    WriteDeadLetters,
-    WriteSummaries,
-    attempt_dir,
-    count_rows,
-    dead_letter_dir,
-    output_files,
-    success_path,
-    summaries_dir,
-    temporary_dir,
+from pipeline.model_handler import Seq2SeqModelHandler
+from pipeline.options import SummarizeOptions, format_flags_help, inputs_as_flags
+from pipeline.output import (
+    MANIFEST_VERSION,
+    RunFailed,
+    account,
+    check_dead_letters,
+    clear_output,
+    counter_totals,
+    discard_attempt,
+    promote,
+    read_manifest,
+    write_manifest,
 )
+from pipeline.preflight import (
+    PreflightError,
+    RunPlan,
+    expand_pattern,
+    is_local_runner,
+    parse,
+    preflight,
+)
+from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
+from pipeline.sinks import WriteDeadLetters, WriteSummaries, attempt_dir, success_path
 from pipeline.sources import ReadSettings, ReadShards
 from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
-from s2s_model import DecodeConfig, Summarizer
+from s2s_model import DecodeConfig
+from s2s_model.device import device_info
+from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RUNNER = "FnApiRunner"
-LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
-MANIFEST_VERSION = 1
 # What runners say when a worker process dies under them, and what it means for the user.
 WORKER_DIED = ("Channel closed prematurely", "Worker subprocess exited")
 WORKER_DIED_HINT = (
     "a worker process died (killed, or out of memory?): nothing was kept; re-run to the same"
     " --output"
 )
-
-
-class PreflightError(Exception):
-    """The run cannot start; the message is one line saying what and how to fix it."""
-
-
-class RunFailed(Exception):
-    """The job ran but its output must not be trusted; no _SUCCESS.json was written."""
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What preflight established: the run is possible, with these settings."""
-
-    patterns: list[str]
-    shards: int
-    output: str
-    model: str
-    fingerprint: str
-    decode: DecodeConfig
-    runner: str
 
 
 @dataclass(frozen=True)
@@ -119,97 +95,16 @@ class RunReport:
     def seconds(self) -> float:
         return float(self.manifest["duration_s"])
 
-
-# -- preflight ---------------------------------------------------------------------------------
-
-
-def expand_pattern(pattern: str) -> str:
-    """A directory (a local one, or any path ending in '/') means every file below it."""
-    if pattern.endswith("/"):
-        return pattern + "**"
-    if FileSystems.get_scheme(pattern) in (None, "file") and os.path.isdir(pattern):
-        return pattern.rstrip("/") + "/**"
-    return pattern
-
-
-def runner_name(options: SummarizeOptions) -> str:
-    runner = options.view_as(StandardOptions).runner
-    return runner if isinstance(runner, str) else type(runner).__name__
-
-
-def is_local_runner(options: SummarizeOptions) -> bool:
-    return runner_name(options).lower() in LOCAL_RUNNERS
-
-
-def _count_shards(patterns: Sequence[str]) -> int:
-    paths: set[str] = set()
-    for pattern in patterns:
-        try:
-            matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception as err:  # BeamIOError, a missing filesystem plugin, ...
-            raise PreflightError(f"cannot list --input {pattern!r}: {_one_line(err)}") from None
-        if not matched:
-            raise PreflightError(f"--input {pattern!r} matches no file")
-        paths.update(m.path for m in matched)
-    return len(paths)
-
-
-def _check_output(output: str, overwrite: bool) -> None:
-    marker = success_path(output)
-    if FileSystems.exists(marker) and not overwrite:
-        raise PreflightError(
-            f"{output} already holds a finished run ({marker}): pass --overwrite to replace it,"
-            " --if_finished skip to keep it, or choose another --output"
+    def describe(self) -> str:
+        """One line for people: what was read, what became of it, and where it lies."""
+        if self.skipped:
+            return f"{self.output} was already finished: nothing to do (--overwrite reruns it)"
+        rate = self.read / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.read:,} records: {self.summarized:,} summarized,"
+            f" {self.dead_lettered:,} dead letters, in {self.seconds:.1f} s"
+            f" ({rate:,.1f} docs/s) -> {self.output} (s2s show {self.output})"
         )
-
-
-def _load_model(options: SummarizeOptions) -> Summarizer:
-    try:
-        return load_summarizer(
-            options.model, device="cpu", threads=options.torch_threads, quantize=options.quantize
-        )
-    except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
-        where = options.model or "the bundled model"
-        raise PreflightError(f"cannot load model {where}: {_one_line(err)}") from None
-
-
-def _resolve_decode(model: Summarizer, options: SummarizeOptions) -> DecodeConfig:
-    settings = {**model.decode.to_dict(), **options.decode_overrides()}
-    try:
-        return DecodeConfig.from_dict(settings)
-    except ValueError as err:
-        raise PreflightError(f"bad decode flags: {err}") from None
-
-
-def preflight(options: SummarizeOptions) -> RunPlan:
-    """Check everything that can be checked before any work; raise PreflightError if not."""
-    if not options.input:
-        raise PreflightError("no input: give at least one file glob (--input PATTERN)")
-    if not options.output:
-        raise PreflightError("no output directory: pass --output DIR")
-    if options.quantize == "int8" and options.device == "cuda":
-        raise PreflightError("--quantize int8 runs on the CPU only: drop it or use --device cpu")
-    if options.quantize == "int8" and options.precision == "bf16":
-        raise PreflightError("--quantize int8 and --precision bf16 do not combine: choose one")
-    patterns = [expand_pattern(p) for p in options.input]
-    _check_output(options.output, options.overwrite)
-    shards = _count_shards(patterns)
-    model = _load_model(options)
-    decode = _resolve_decode(model, options)
-    return RunPlan(
-        patterns=patterns,
-        shards=shards,
-        output=options.output,
-        model=options.model or "bundled",
-        fingerprint=model.fingerprint,
-        decode=decode,
-        runner=runner_name(options),
-    )
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -221,9 +116,11 @@ def build_pipeline(
     *,
     decode: DecodeConfig,
     write_to: str | None = None,
+    progress_dir: str | None = None,
 ) -> None:
     """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters
-    below ``write_to`` (default: ``--output``; run() passes a temporary directory)."""
+    below ``write_to`` (default: ``--output``; run() passes a temporary directory). With
+    ``progress_dir`` (a local directory) workers report the documents they finish there."""
     opts = options.view_as(SummarizeOptions)
     target = write_to or opts.output
     settings = ReadSettings(
@@ -235,14 +132,8 @@ def build_pipeline(
     handler = Seq2SeqModelHandler(
         opts.model,
         decode=decode,
-        device=opts.device,
-        threads=opts.torch_threads,
-        max_src_tokens=opts.max_src_tokens,
-        max_batch_tokens=opts.max_batch_tokens,
+        settings=opts.runtime_settings(),
         batch_window=opts.batch_window,
-        refill=opts.refill,
-        quantize=opts.quantize,
-        precision=opts.precision,
     )
     with_n_best = decode.n_best > 1
     records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
@@ -255,146 +146,11 @@ def build_pipeline(
         codec=opts.parquet_codec,
     )
     _ = dead | "WriteDeadLetters" >> WriteDeadLetters(target, codec=opts.parquet_codec)
-    if opts.progress_dir:
+    if progress_dir:
         # One reporter per stream, not a Flatten: see transforms.py.
-        reporter = ReportProgress(opts.progress_dir)
+        reporter = ReportProgress(progress_dir)
         _ = summaries | "ReportSummaries" >> beam.ParDo(reporter)
         _ = dead | "ReportDeadLetters" >> beam.ParDo(reporter)
-
-
-# -- output directory and accounting -----------------------------------------------------------
-
-
-def _remove_tree(directory: str) -> None:
-    """Delete ``directory`` and everything below it, if it exists.
-
-    Local: the directory itself, even empty (Beam deletes a path without '/' recursively, and
-    reads a path ending in '/' as the glob 'dir/*', which fails on an empty directory).
-    Object stores: every object under the prefix ('dir/'; the directory is no object)."""
-    if FileSystems.get_scheme(directory) in LOCAL_SCHEMES:
-        if FileSystems.exists(directory):
-            FileSystems.delete([directory.rstrip("/")])
-    elif FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list:
-        FileSystems.delete([directory.rstrip("/") + "/"])
-
-
-def clear_output(output: str) -> None:
-    """Remove _SUCCESS.json (first), then every summary and dead-letter file of earlier runs,
-    and what unfinished runs left in ``_temporary/``."""
-    marker = success_path(output)
-    if FileSystems.exists(marker):
-        FileSystems.delete([marker])
-    _remove_tree(summaries_dir(output))
-    _remove_tree(dead_letter_dir(output))
-    _remove_tree(temporary_dir(output))
-
-
-def discard_attempt(output: str, attempt: str) -> None:
-    """Best effort: remove a failed job's files (the next run clears what this cannot)."""
-    try:
-        _remove_tree(attempt)
-        _remove_tree(temporary_dir(output))
-    except Exception as err:  # a failed cleanup must not hide why the job failed
-        logger.warning("could not remove %s: %s", attempt, _one_line(err))
-
-
-def promote(attempt: str, output: str) -> None:
-    """Move the finished job's Parquet files from ``attempt`` into ``output``'s directories."""
-    for directory in (SUMMARIES_DIR, DEAD_LETTER_DIR):
-        sources = output_files(FileSystems.join(attempt, directory))
-        if not sources:
-            continue
-        target = FileSystems.join(output, directory)
-        if not FileSystems.exists(target):
-            FileSystems.mkdirs(target)  # local filesystems need it; object stores ignore it
-        names = [FileSystems.split(path)[1] for path in sources]
-        FileSystems.rename(sources, [FileSystems.join(target, name) for name in names])
-    _remove_tree(temporary_dir(output))
-
-
-def counter_totals(result: PipelineResult) -> dict[str, int] | None:
-    """The job's counters in our namespace (committed where the runner has them), or None
-    where the runner reports no metrics."""
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
-    except Exception as err:  # runners without metrics support raise various errors
-        logger.warning("the runner reports no metrics (%s): counts come from the files", err)
-        return None
-    totals: dict[str, int] = {}
-    for counter in counters["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
-    return totals
-
-
-def _relative(paths: Sequence[str], output: str) -> list[str]:
-    prefix = output.rstrip("/") + "/"
-    return [p[len(prefix) :] if p.startswith(prefix) else p for p in paths]
-
-
-def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
-    """Counts from the Parquet footers, checked against the job's records_read counter.
-
-    ``output`` is where the job wrote (a run's attempt directory); file names are relative to
-    it, which is where they are once promoted."""
-    summary_files = output_files(summaries_dir(output))
-    dead_files = output_files(dead_letter_dir(output))
-    summarized = count_rows(summary_files)
-    dead_lettered = count_rows(dead_files)
-    read = summarized + dead_lettered
-    if counters is not None and "records_read" in counters:
-        read = counters["records_read"]
-        if read != summarized + dead_lettered:
-            raise RunFailed(
-                f"accounting mismatch: {read} records read but {summarized} summaries +"
-                f" {dead_lettered} dead letters written to {output} (kept there to diagnose)"
-            )
-    by_reason = {r: counters.get(f"dead_letters_{r}", 0) for r in REASONS} if counters else {}
-    padded = (counters or {}).get("padded_source_tokens_attended", 0)
-    attended = (counters or {}).get("source_tokens_attended", 0)
-    return {
-        "counters": dict(sorted((counters or {}).items())),
-        "padding_efficiency": round(attended / padded, 4) if padded else None,
-        "counts": {"read": read, "summarized": summarized, "dead_lettered": dead_lettered},
-        "dead_letters_by_reason": {r: n for r, n in by_reason.items() if n},
-        "files": {
-            "summaries": _relative(summary_files, output),
-            "dead_letter": _relative(dead_files, output),
-        },
-    }
-
-
-def check_dead_letters(accounting: dict[str, Any], limit: float, output: str) -> None:
-    counts = accounting["counts"]
-    if not counts["read"]:
-        logger.warning("the input held no records")
-        return
-    fraction = counts["dead_lettered"] / counts["read"]
-    if fraction > limit:
-        raise RunFailed(
-            f"{counts['dead_lettered']} of {counts['read']} records ({fraction:.1%}) became dead"
-            f" letters, above --max_dead_letter_fraction={limit}: see"
-            f" {dead_letter_dir(output)}/ for the reasons"
-        )
-
-
-def write_manifest(output: str, manifest: dict[str, Any]) -> None:
-    """Write _SUCCESS.json under a temporary name, then rename it into place."""
-    final = success_path(output)
-    temporary = final + ".tmp"
-    with FileSystems.create(temporary, mime_type="application/json") as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
-    FileSystems.rename([temporary], [final])
-
-
-def read_manifest(output: str) -> dict[str, Any] | None:
-    """The manifest of a finished run in ``output``, or None."""
-    path = success_path(output)
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path) as handle:
-        manifest: dict[str, Any] = json.loads(handle.read().decode("utf-8"))
-    return manifest
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -409,14 +165,38 @@ def _run_id() -> str:
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def _run_job(options: SummarizeOptions, decode: DecodeConfig, write_to: str) -> PipelineResult:
+def _run_job(
+    options: SummarizeOptions, plan: RunPlan, write_to: str, progress_dir: str | None
+) -> PipelineResult:
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=decode, write_to=write_to)
+    build_pipeline(p, options, decode=plan.decode, write_to=write_to, progress_dir=progress_dir)
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
         raise RunFailed(f"the job ended in state {state}")
     return result
+
+
+def _job_failure(err: Exception) -> RunFailed:
+    """The runner's error as one line, with what a dead worker means for the user."""
+    message = one_line(err)[-500:]
+    if any(sign in message for sign in WORKER_DIED):
+        message = f"{message} - {WORKER_DIED_HINT}"
+    return RunFailed(f"the job failed: {message}")
+
+
+def _run_watched(
+    options: SummarizeOptions, plan: RunPlan, attempt: str, on_progress: ProgressCallback | None
+) -> PipelineResult:
+    """Run the job; on a local runner, report documents done to ``on_progress`` as they are."""
+    if on_progress is None or not is_local_runner(options):
+        return _run_job(options, plan, attempt, None)
+    progress_dir = tempfile.mkdtemp(prefix="s2s-progress-")
+    try:
+        with ProgressMonitor(progress_dir, on_progress):
+            return _run_job(options, plan, attempt, progress_dir)
+    finally:
+        shutil.rmtree(progress_dir, ignore_errors=True)
 
 
 def _manifest(
@@ -428,11 +208,12 @@ def _manifest(
         "model": {
             "path": plan.model,
             "fingerprint": plan.fingerprint,
-            "quantize": options.quantize,
-            "precision": options.precision,
-            "max_src_tokens": options.max_src_tokens,
+            "quantize": plan.settings.quantize,
+            "precision": plan.settings.precision,
+            "max_src_tokens": plan.settings.max_src_tokens,
         },
         "decode": dataclasses.asdict(plan.decode),
+        "runtime": {**plan.settings.to_dict(), **_device_info(plan, options)},
         "runner": plan.runner,
         "inputs": plan.patterns,
         "input_format": options.input_format,
@@ -442,6 +223,14 @@ def _manifest(
     }
 
 
+def _device_info(plan: RunPlan, options: SummarizeOptions) -> dict[str, Any]:
+    """The device the workers ran on, as this launcher can know it: exactly on a local runner;
+    on a remote one, what was asked (the workers refuse to fall back from a GPU)."""
+    if is_local_runner(options):
+        return device_info(plan.device)
+    return {"device": plan.device, "gpu": None, "torch": None, "cuda": None}
+
+
 def run_plan(
     options: SummarizeOptions, plan: RunPlan, on_progress: ProgressCallback | None = None
 ) -> RunReport:
@@ -449,28 +238,14 @@ def run_plan(
     clear_output(plan.output)
     started, clock = _utc_now(), time.monotonic()
     attempt = attempt_dir(plan.output, _run_id())
-    progress_dir = None
-    if on_progress is not None and is_local_runner(options):
-        progress_dir = tempfile.mkdtemp(prefix="s2s-progress-")
-        options.view_as(SummarizeOptions).progress_dir = progress_dir
     try:
-        if progress_dir and on_progress:
-            with ProgressMonitor(progress_dir, on_progress):
-                result = _run_job(options, plan.decode, attempt)
-        else:
-            result = _run_job(options, plan.decode, attempt)
+        result = _run_watched(options, plan, attempt, on_progress)
     except BaseException as err:  # the job failed, or the launcher is being interrupted
         discard_attempt(plan.output, attempt)
         if isinstance(err, RunFailed) or not isinstance(err, Exception):
             raise
         logger.debug("job failed", exc_info=True)  # the runner's error: keep its message
-        message = _one_line(err)[-500:]
-        if any(sign in message for sign in WORKER_DIED):
-            message = f"{message} - {WORKER_DIED_HINT}"
-        raise RunFailed(f"the job failed: {message}") from err
-    finally:
-        if progress_dir:
-            shutil.rmtree(progress_dir, ignore_errors=True)
+        raise _job_failure(err) from err
     accounting = account(attempt, counter_totals(result))
     promote(attempt, plan.output)
     check_dead_letters(accounting, options.max_dead_letter_fraction, plan.output)
@@ -484,23 +259,6 @@ def run_plan(
     return RunReport(output=plan.output, manifest=manifest)
 
 
-def parse(argv: Sequence[str]) -> SummarizeOptions:
-    """The options of ``argv``; the local runner that downloads nothing is the default."""
-    try:
-        options = parse_options(argv).view_as(SummarizeOptions)
-    except OptionsError as err:
-        raise PreflightError(str(err)) from None
-    if not options.view_as(StandardOptions).runner:
-        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
-    return options
-
-
-def prepare(argv: Sequence[str]) -> tuple[SummarizeOptions, RunPlan]:
-    """Parse and preflight ``argv``."""
-    options = parse(argv)
-    return options, preflight(options)
-
-
 def finished_run(options: SummarizeOptions) -> RunReport | None:
     """With ``--if_finished skip`` (and no ``--overwrite``): the finished run already in
     ``--output``, logged as skipped; else None (the run goes ahead, or preflight refuses it)."""
@@ -510,7 +268,7 @@ def finished_run(options: SummarizeOptions) -> RunReport | None:
         manifest = read_manifest(options.output)
     except (ValueError, OSError) as err:  # a damaged marker: never trust it, never skip on it
         raise PreflightError(
-            f"cannot read {success_path(options.output)} ({_one_line(err)}): remove it or pass"
+            f"cannot read {success_path(options.output)} ({one_line(err)}): remove it or pass"
             " --overwrite"
         ) from None
     if manifest is None:
@@ -535,14 +293,39 @@ def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> 
         return finished
     plan = preflight(options)
     logger.info(
-        "summarizing %d shard(s) with model %s (%s) on %s into %s",
+        "summarizing %d shard(s) with model %s (%s) on %s (device %s) into %s",
         plan.shards,
         plan.model,
         plan.fingerprint,
         plan.runner,
+        plan.device,
         plan.output,
     )
     return run_plan(options, plan, on_progress)
+
+
+def _log_progress(done: int, elapsed: float) -> None:
+    rate = done / elapsed if elapsed > 0 else 0.0
+    logger.info("%d documents done, %.1f docs/s", done, rate)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m pipeline FLAGS``: one job on any runner; errors are one line, no traceback.
+
+    Returns the exit status: 0 done, 1 the run failed, 2 a problem found before any work."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    if {"-h", "--help"} & set(argv):
+        print("usage: python -m pipeline INPUT... --output DIR [flags]\n")
+        print(format_flags_help())
+        return 0
+    try:
+        report = run(inputs_as_flags(argv), on_progress=_log_progress)
+    except S2SError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(report.describe())
+    return 0
 
 
 __all__ = [
@@ -552,8 +335,8 @@ __all__ = [
     "RunReport",
     "build_pipeline",
     "finished_run",
+    "main",
     "preflight",
-    "prepare",
     "read_manifest",
     "run",
 ]

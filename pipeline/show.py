@@ -8,11 +8,12 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.run import read_manifest
+from pipeline.output import read_manifest
 from pipeline.sinks import dead_letter_dir, output_files, summaries_dir
+from s2s_model.errors import S2SError
 
 
-class OutputNotFound(Exception):
+class OutputNotFound(S2SError):
     """The directory holds no output of ``s2s summarize``."""
 
 

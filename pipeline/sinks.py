@@ -4,12 +4,12 @@ Layout of an output directory::
 
     <output>/summaries/part-SSSSS-of-NNNNN.parquet    one row per summarized document
     <output>/dead_letter/part-SSSSS-of-NNNNN.parquet  one row per record that was not
-    <output>/_SUCCESS.json                            written last, by run.py
-    <output>/_temporary/<run id>/...                  a running job's files (see run.py)
+    <output>/_SUCCESS.json                            written last, by pipeline/output.py
+    <output>/_temporary/<run id>/...                  a running job's files (see pipeline/output.py)
 
 Beam writes each file under a temporary name and renames it when the bundle that wrote it has
 committed, so a retried bundle leaves no duplicate rows. The job itself writes below
-``_temporary/<run id>/``; run.py moves the files into place only once the whole job has
+``_temporary/<run id>/``; pipeline/output.py moves the files into place only once the whole job has
 succeeded, so a job that dies leaves nothing in ``summaries/`` or ``dead_letter/``. Readers
 (pyarrow, Spark) skip names that start with ``_``.
 """
@@ -27,6 +27,8 @@ from apache_beam.io.parquetio import WriteToParquet
 
 from pipeline.dead_letters import DeadLetter, count_dead_letter
 
+# Beam filesystem schemes of the local disk.
+LOCAL_SCHEMES = (None, "", "file")
 SUMMARIES_DIR = "summaries"
 DEAD_LETTER_DIR = "dead_letter"
 SUCCESS_FILE = "_SUCCESS.json"

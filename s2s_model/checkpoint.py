@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
 from s2s_model.config import DecodeConfig, ModelConfig
+from s2s_model.errors import S2SError
 from s2s_model.model import Seq2Seq
 from s2s_model.tokenizer import TextTokenizer, load_tokenizer
 
@@ -31,7 +32,7 @@ TOKENIZER_FILE = "tokenizer.model"
 FINGERPRINT_CHARS = 16
 
 
-class CheckpointError(ValueError):
+class CheckpointError(S2SError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 

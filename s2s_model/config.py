@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AttentionKind = Literal["general", "dot", "additive"]
 LengthPenalty = Literal["none", "avg", "wu"]
 BeamCompat = Literal["none", "opennmt"]
+Quantize = Literal["none", "int8"]
+Precision = Literal["fp32", "bf16"]
 
 ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive")
 LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
 BEAM_COMPATS: tuple[str, ...] = ("none", "opennmt")
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+QUANTIZE_KINDS: tuple[str, ...] = ("none", "int8")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+DEFAULT_MAX_SRC_TOKENS = 400
+DEFAULT_MAX_BATCH_TOKENS = 6000
 
 
 def _help(text: str, default: Any = dataclasses.MISSING) -> Any:
@@ -159,6 +167,14 @@ class DecodeConfig:
     def from_dict(cls, data: dict[str, Any]) -> DecodeConfig:
         return cls(**_known_fields(cls, data))
 
+    def with_overrides(self, changes: Mapping[str, Any]) -> DecodeConfig:
+        """This config with ``changes`` applied; a change of None means "keep this field".
+
+        The one way flags, recipes and candidates change a model's saved decoding: unknown
+        names and bad values raise ``ValueError``."""
+        given = {name: value for name, value in changes.items() if value is not None}
+        return DecodeConfig.from_dict({**self.to_dict(), **given})
+
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
@@ -166,6 +182,64 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
     return dict(data)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How a loaded model runs: where, with how many threads, in what batches and arithmetic.
+
+    Validated once, here, and passed whole from the command line to the ``Summarizer``. Of these,
+    only ``max_src_tokens``, ``quantize`` and ``precision`` can change a summary; the rest change
+    speed and memory alone (tests prove it for refill, batch budgets and search threads).
+    """
+
+    device: str = _help(
+        "'cpu', 'cuda', or 'auto' (CUDA when torch sees a usable GPU, else the CPU)", "cpu"
+    )
+    threads: int | None = _help(
+        "torch intra-op threads for this process (None leaves torch's choice)", None
+    )
+    max_src_tokens: int = _help(
+        "source tokens read per document; longer ones are truncated (flagged)",
+        DEFAULT_MAX_SRC_TOKENS,
+    )
+    max_batch_tokens: int = _help(
+        "token budget of the active batch: documents x longest source", DEFAULT_MAX_BATCH_TOKENS
+    )
+    refill: bool = _help(
+        "let waiting documents take the rows of finished ones (continuous batching)", True
+    )
+    quantize: Quantize = _help(
+        "'int8': dynamic int8 LSTM and linear layers, CPU only (faster, slightly different scores)",
+        "none",
+    )
+    precision: Precision = _help(
+        "'bf16': decode under bf16 autocast (GPUs and CPUs with native bf16)", "fp32"
+    )
+    search_threads: int = _help(
+        "searches run at once in threads over each call's documents (same results)", 1
+    )
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device!r}: choose one of {DEVICES}")
+        if self.quantize not in QUANTIZE_KINDS:
+            raise ValueError(f"quantize={self.quantize!r}: choose one of {QUANTIZE_KINDS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {PRECISIONS}")
+        at_least_one = ("max_src_tokens", "max_batch_tokens", "search_threads")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads} must be at least 1")
+        if self.quantize == "int8" and self.precision == "bf16":
+            raise ValueError("quantize int8 and precision bf16 do not combine: choose one")
+        if self.quantize == "int8" and self.device == "cuda":
+            raise ValueError("quantize int8 runs on the CPU only: drop it or use device cpu")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 LrSchedule = Literal["inverse_sqrt", "linear", "constant"]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from s2s_model.config import DecodeConfig, ModelConfig
+from s2s_model.errors import S2SError
 from s2s_model.model import Seq2Seq
 from s2s_model.tokenizer import WORD_SPECIALS, WordTokenizer
 
@@ -40,7 +41,7 @@ REQUIRED = (
 )
 
 
-class OpenNMTImportError(ValueError):
+class OpenNMTImportError(S2SError, ValueError):
     """An OpenNMT-py checkpoint this converter cannot take; the message names the option."""
 
 

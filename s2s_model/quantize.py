@@ -7,9 +7,8 @@ import warnings
 from torch import nn
 from torch.ao.quantization import quantize_dynamic
 
+from s2s_model.config import QUANTIZE_KINDS
 from s2s_model.model import Seq2Seq
-
-QUANTIZE_KINDS = ("none", "int8")
 
 
 def quantize_model(model: Seq2Seq, kind: str, device: str) -> Seq2Seq:

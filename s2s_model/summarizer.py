@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -9,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from s2s_model.checkpoint import Checkpoint, load_checkpoint
-from s2s_model.config import DecodeConfig
+from s2s_model.config import DecodeConfig, RuntimeSettings
+from s2s_model.device import resolve_device
 from s2s_model.quantize import quantize_model
 from s2s_model.search import Hypothesis, SearchStats, beam_search, search_documents
 from s2s_model.tokenizer import PAD_ID, TextTokenizer
@@ -21,10 +24,6 @@ from s2s_model.tokenizer import PAD_ID, TextTokenizer
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "debian-synopsis"
-DEVICES = ("cpu", "cuda", "auto")
-DEFAULT_MAX_SRC_TOKENS = 400
-DEFAULT_MAX_BATCH_TOKENS = 6000
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -46,105 +45,47 @@ class _Encoded:
     truncated: bool
 
 
-def resolve_device(device: str) -> str:
-    """'cpu' | 'cuda' | 'auto' -> the device to use; CUDA falls back to CPU with a warning."""
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}: choose one of {DEVICES}")
-    if device == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        logger.warning("device 'cuda' requested but no CUDA device is available: using the CPU")
-    return "cpu"
-
-
 class Summarizer:
     """Load once, then ``summarize`` lists of texts. Safe to call from several threads at once:
     per-call state lives in local tensors, never on the shared model.
     """
 
-    def __init__(
-        self,
-        checkpoint: Checkpoint,
-        *,
-        device: str = "cpu",
-        max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        refill: bool = True,
-        quantize: str = "none",
-        search_threads: int = 1,
-        precision: str = "fp32",
-    ) -> None:
-        if max_src_tokens < 1 or max_batch_tokens < 1:
-            raise ValueError("max_src_tokens and max_batch_tokens must be at least 1")
-        if search_threads < 1:
-            raise ValueError(f"search_threads={search_threads} must be at least 1")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: choose one of {PRECISIONS}")
-        if precision == "bf16" and quantize != "none":
-            raise ValueError("precision='bf16' and quantize='int8' do not combine: choose one")
+    def __init__(self, checkpoint: Checkpoint, settings: RuntimeSettings | None = None) -> None:
+        settings = settings or RuntimeSettings()
+        device = resolve_device(settings.device)
+        self.settings = dataclasses.replace(settings, device=device)
         self.device = device
-        self.model = quantize_model(checkpoint.model.to(device).eval(), quantize, device)
-        self.quantize = quantize
+        self.model = quantize_model(checkpoint.model.to(device).eval(), settings.quantize, device)
         self.tokenizer: TextTokenizer = checkpoint.tokenizer
         self.decode: DecodeConfig = checkpoint.decode
         self.fingerprint: str = checkpoint.fingerprint
         self.metadata = checkpoint.metadata
-        self.max_src_tokens = max_src_tokens
-        self.max_batch_tokens = max_batch_tokens
-        self.refill = refill
-        self.search_threads = search_threads
-        self.precision = precision
         self._frequent_ids: dict[int, torch.Tensor] = {}
 
     @classmethod
     def load(
         cls,
         path: str | os.PathLike[str] | None = None,
-        device: str = "cpu",
-        threads: int | None = None,
-        *,
-        max_src_tokens: int = DEFAULT_MAX_SRC_TOKENS,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        refill: bool = True,
-        quantize: str = "none",
-        search_threads: int = 1,
-        precision: str = "fp32",
+        settings: RuntimeSettings | None = None,
+        **changes: Any,
     ) -> Summarizer:
         """Load a checkpoint directory (the bundled model when ``path`` is None).
 
-        ``threads`` sets torch's intra-op threads for this process (None leaves them alone).
-        ``max_src_tokens`` cuts long sources; ``max_batch_tokens`` bounds the active batch
-        (documents x longest source); ``refill`` lets waiting documents take the rows of
-        finished ones (continuous batching; same results, fuller batches). ``quantize='int8'``
-        runs the LSTM and linear layers in dynamic int8 on the CPU (faster, slightly different
-        scores). ``search_threads`` deals the documents of each call to that many searches run
-        at once in threads: with ``threads=1`` each, N search threads keep N cores busy with less
-        overhead than N intra-op threads (the results are the same). ``precision='bf16'``
-        decodes under bf16 autocast (matrix products in bf16, softmax and scores in fp32): for
-        GPUs and CPUs with native bf16; elsewhere it is slower than fp32.
+        ``settings`` says how it runs (``RuntimeSettings``: device, threads, token limits,
+        refill, quantize, precision, search threads); ``changes`` are ``RuntimeSettings`` fields
+        applied on top of it, so ``Summarizer.load(device="cuda", quantize="none")`` works too.
+        ``threads`` sets torch's intra-op threads for this whole process.
         """
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads={threads} must be at least 1")
-            torch.set_num_threads(threads)
-        resolved = resolve_device(device)
-        checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path, device=resolved)
-        return cls(
-            checkpoint,
-            device=resolved,
-            max_src_tokens=max_src_tokens,
-            max_batch_tokens=max_batch_tokens,
-            refill=refill,
-            quantize=quantize,
-            search_threads=search_threads,
-            precision=precision,
-        )
+        settings = dataclasses.replace(settings or RuntimeSettings(), **changes)
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        device = resolve_device(settings.device)
+        checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path, device=device)
+        return cls(checkpoint, dataclasses.replace(settings, device=device))
 
     def count_tokens(self, text: str) -> int:
         """Source tokens the model will read for ``text`` (after truncation)."""
-        return min(len(self.tokenizer.encode(text)), self.max_src_tokens)
+        return min(len(self.tokenizer.encode(text)), self.settings.max_src_tokens)
 
     def summarize(
         self,
@@ -161,7 +102,7 @@ class Summarizer:
         the search's work counters (padding efficiency).
         """
         config = decode or self.decode
-        budget = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
+        budget = self.settings.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if budget < 1:
             raise ValueError(f"max_batch_tokens={budget} must be at least 1")
         encoded = sorted(
@@ -178,8 +119,8 @@ class Summarizer:
         ids = self.tokenizer.encode(text) if isinstance(text, str) else []
         if not ids:
             raise ValueError(f"text {index} is blank or not a string: nothing to summarize")
-        truncated = len(ids) > self.max_src_tokens
-        return _Encoded(index, ids[: self.max_src_tokens], truncated)
+        truncated = len(ids) > self.settings.max_src_tokens
+        return _Encoded(index, ids[: self.settings.max_src_tokens], truncated)
 
     def _search(
         self,
@@ -193,7 +134,9 @@ class Summarizer:
         Document j goes to search j mod N, so every search gets a similar mix of lengths; a
         document's result does not depend on its batch, so dealing never changes an answer.
         """
-        shares = [encoded[i :: self.search_threads] for i in range(self.search_threads)]
+        shares = [
+            encoded[i :: self.settings.search_threads] for i in range(self.settings.search_threads)
+        ]
         shares = [share for share in shares if share]
         if len(shares) == 1:
             return self._search_share(encoded, config, budget, stats)
@@ -221,7 +164,7 @@ class Summarizer:
     ) -> list[list[Hypothesis]]:
         """Longest first; the active batch (docs x longest source) stays within ``budget``."""
         with self._autocast():  # autocast is per thread: entered here, in the searching thread
-            if self.refill:
+            if self.settings.refill:
                 sources = [
                     torch.tensor(e.ids, dtype=torch.long, device=self.device) for e in encoded
                 ]
@@ -238,7 +181,7 @@ class Summarizer:
 
     def _autocast(self) -> AbstractContextManager[object]:
         """bf16 autocast on this Summarizer's device when ``precision='bf16'``, else nothing."""
-        if self.precision == "bf16":
+        if self.settings.precision == "bf16":
             return torch.autocast(device_type=self.device, dtype=torch.bfloat16)
         return nullcontext()
 

@@ -38,10 +38,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from s2s_model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
+from s2s_model.config import DecodeConfig, ModelConfig, RuntimeSettings, TrainConfig
+from s2s_model.device import resolve_device
+from s2s_model.errors import S2SError
 from s2s_model.evaluation import rouge
 from s2s_model.model import Seq2Seq
-from s2s_model.summarizer import Summarizer, resolve_device
+from s2s_model.summarizer import Summarizer
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ PROGRESS_INTERVAL = 1.0
 LOSS_EMA = 0.98
 
 
-class TrainingError(ValueError):
+class TrainingError(S2SError, ValueError):
     """Training cannot start or resume; the message says why and what to do."""
 
 
@@ -605,7 +607,9 @@ def validate(
     scores = _valid_loss(model, valid, config, device)
     if rouge_sample:
         checkpoint = Checkpoint(model, tokenizer, decode, fingerprint="training")
-        summarizer = Summarizer(checkpoint, device=device, max_src_tokens=config.max_src_tokens)
+        summarizer = Summarizer(
+            checkpoint, RuntimeSettings(device=device, max_src_tokens=config.max_src_tokens)
+        )
         started = time.monotonic()
         predictions = [s.text for s in summarizer.summarize([text for text, _ in rouge_sample])]
         result = rouge([summary for _, summary in rouge_sample], predictions)
@@ -627,7 +631,9 @@ def choose_decode(
 
     Ties keep the earlier candidate, so list the default first.
     """
-    summarizer = Summarizer(checkpoint, device=device, max_src_tokens=max_src_tokens)
+    summarizer = Summarizer(
+        checkpoint, RuntimeSettings(device=device, max_src_tokens=max_src_tokens)
+    )
     texts, references = [text for text, _ in sample], [summary for _, summary in sample]
     scored = []
     for index, decode in enumerate(candidates):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import format_table, main
+from s2s_cli.main import format_table, main
 from tests.conftest import make_texts
 from tests.pipeline_fixtures import write_lines
 
@@ -97,9 +97,12 @@ PREFLIGHT_ERRORS = {
     "no output": (["--output", ""], "no output directory"),
     "int8 with bf16": (
         ["--quantize", "int8", "--precision", "bf16"],
-        "--quantize int8 and --precision bf16 do not combine",
+        "quantize int8 and precision bf16 do not combine",
     ),
     "int8 on a GPU": (["--quantize", "int8", "--device", "cuda"], "int8 runs on the CPU only"),
+    # Its value would have become a second input: issue 13.
+    "unknown flag with a value": (["--frobnicate", "{tmp}/in.txt"], "unknown flag --frobnicate"),
+    "unknown flag near one of ours": (["--beam_sise", "{tmp}/in.txt"], "did you mean --beam_size?"),
 }
 
 
@@ -153,3 +156,35 @@ def test_python_m_pipeline_fails_in_one_line_without_traceback(tmp_path: Path) -
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert completed.stderr.strip().splitlines()[-1].startswith("Error: --input")
+
+
+def test_cuda_without_a_gpu_fails_before_any_work(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    corpus = write_lines(tmp_path / "in.txt", ["the package"])
+    output = tmp_path / "out"
+    result = invoke(
+        "summarize", str(corpus), "--output", str(output), "--model", str(tiny_checkpoint),
+        "--device", "cuda",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1
+    assert "device 'cuda' asked for" in result.output and "--device cpu" in result.output
+    assert not output.exists(), "work started before the error"
+
+
+def test_python_m_pipeline_refuses_an_unknown_flag_with_a_value(tmp_path: Path) -> None:
+    other = write_lines(tmp_path / "other.txt", ["not an input"])
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "in.txt", "--output", str(tmp_path / "out"),
+         "--frobnicate", str(other)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stderr
+    last = completed.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("Error: unknown flag --frobnicate") and "Traceback" not in completed.stderr
+    )

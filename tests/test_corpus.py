@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.corpus import (
+from s2s_cli.corpus import (
     CorpusError,
     Description,
     deduplicate,

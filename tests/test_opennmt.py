@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.opennmt_import import import_opennmt
+from s2s_cli.opennmt_import import import_opennmt
 from s2s_model import DecodeConfig, Summarizer, WordTokenizer, beam_search, load_checkpoint
 from s2s_model.opennmt import OpenNMTImportError
 from tests.test_search import SCRIPT, A, B, ScriptedModel
@@ -277,7 +277,7 @@ def test_opennmt_rule_ends_at_max_len_without_eos() -> None:
 def test_the_import_command(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from s2s_cli.main import main
 
     path = write_checkpoint(tmp_path / "model_step_10.pt", onmt_options())
     result = CliRunner().invoke(main, ["import-opennmt", str(path), str(tmp_path / "ours")])

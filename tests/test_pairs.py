@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.pairs import Pair, PairsError, read_pairs, read_texts, resolve_files
+from s2s_cli.pairs import Pair, PairsError, read_pairs, read_texts, resolve_files
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:

@@ -23,7 +23,7 @@ from pipeline.transforms import (
     SummarizeDocuments,
     summary_row,
 )
-from s2s_model import DecodeConfig, Summarizer, Summary
+from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Summarizer, Summary
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=2, max_len=5)
@@ -55,7 +55,7 @@ def _docs(texts: Sequence[str]) -> list[Document]:
 
 
 def test_a_failing_batch_is_split_until_only_the_bad_document_fails() -> None:
-    handler = Seq2SeqModelHandler(max_batch_tokens=1000, batch_window=64)
+    handler = Seq2SeqModelHandler(settings=RuntimeSettings(max_batch_tokens=1000), batch_window=64)
     model = FakeSummarizer()
     texts = [f"word{i} and more" for i in range(15)] + [f"{POISON} pill here"]
     results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
@@ -81,7 +81,7 @@ def test_documents_without_tokens_are_not_sent_to_the_model() -> None:
 
 
 def test_a_window_is_one_call_so_the_summarizer_can_refill_its_batch() -> None:
-    handler = Seq2SeqModelHandler(max_batch_tokens=12)
+    handler = Seq2SeqModelHandler(settings=RuntimeSettings(max_batch_tokens=12))
     model = FakeSummarizer()
     texts = ["a b c d", "a", "a b c d e f", "a b", "a b c", "a b c d e f"]
     results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
@@ -100,19 +100,19 @@ def test_dead_letters_pass_through_in_the_same_stream() -> None:
 
 
 def test_handler_is_small_to_pickle_and_validates_settings() -> None:
-    handler = Seq2SeqModelHandler("/models/x", decode=DECODE, threads=2, batch_window=32)
+    handler = Seq2SeqModelHandler(
+        "/models/x", decode=DECODE, settings=RuntimeSettings(threads=2), batch_window=32
+    )
     assert len(pickle.dumps(handler)) < 4096
     assert handler.batch_elements_kwargs() == {"min_batch_size": 32, "max_batch_size": 32}
     assert handler._env_vars == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    with pytest.raises(ValueError, match="device='tpu'"):
-        Seq2SeqModelHandler(device="tpu")
-    with pytest.raises(ValueError, match="threads=0"):
-        Seq2SeqModelHandler(threads=0)
+    with pytest.raises(ValueError, match="batch_window=0"):
+        Seq2SeqModelHandler(batch_window=0)
 
 
 def test_real_model_gives_what_the_summarizer_gives_alone(tiny_checkpoint: Path) -> None:
     handler = Seq2SeqModelHandler(
-        str(tiny_checkpoint), decode=DECODE, device="cpu", max_batch_tokens=60
+        str(tiny_checkpoint), decode=DECODE, settings=RuntimeSettings(max_batch_tokens=60)
     )
     model = handler.load_model()
     texts = make_texts(9, seed=31)
@@ -152,7 +152,7 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
         summary_row(doc, summary, alone.fingerprint, with_n_best=False)
         for doc, summary in zip(docs, alone.summarize(texts, DECODE), strict=False)
     ]
-    handler = PoisonedHandler(str(tiny_checkpoint), decode=DECODE, device="cpu", batch_window=4)
+    handler = PoisonedHandler(str(tiny_checkpoint), decode=DECODE, batch_window=4)
     with BeamPipeline() as p:
         out = p | beam.Create(docs) | SummarizeDocuments(handler, with_n_best=False)
         rows = out[SUMMARIES] | "Rounded" >> beam.Map(
@@ -176,17 +176,17 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
         )
 
 
-def test_cuda_without_a_gpu_warns_and_uses_the_cpu(
-    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+def test_cuda_without_a_gpu_fails_the_worker_instead_of_falling_back(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    model = Seq2SeqModelHandler(str(tiny_checkpoint), device="cuda").load_model()
-    assert model.device == "cpu"
-    assert "no CUDA device is available" in caplog.text
-    auto = Seq2SeqModelHandler(str(tiny_checkpoint), device="auto").load_model()
-    assert auto.device == "cpu"
+    cuda = Seq2SeqModelHandler(str(tiny_checkpoint), settings=RuntimeSettings(device="cuda"))
+    with pytest.raises(DeviceError, match="device 'cuda' asked for"):
+        cuda.load_model()
+    auto = Seq2SeqModelHandler(str(tiny_checkpoint), settings=RuntimeSettings(device="auto"))
+    assert auto.load_model().device == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -211,10 +211,9 @@ def test_is_blank(text: str, blank: bool) -> None:
 def test_the_handler_loads_the_model_as_asked(
     tiny_checkpoint: Path, quantize: str, precision: str
 ) -> None:
-    handler = Seq2SeqModelHandler(
-        str(tiny_checkpoint), device="cpu", quantize=quantize, precision=precision
-    )
+    settings = RuntimeSettings(quantize=quantize, precision=precision)
+    handler = Seq2SeqModelHandler(str(tiny_checkpoint), settings=settings)
     model = handler.load_model()
-    assert (model.quantize, model.precision) == (quantize, precision)
+    assert (model.settings.quantize, model.settings.precision) == (quantize, precision)
     results = list(handler.run_inference(_docs(["the package does things"]), model))
     assert isinstance(results[0].inference, Summary)

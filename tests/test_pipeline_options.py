@@ -69,6 +69,17 @@ def test_positional_inputs_become_input_flags() -> None:
         "--input", "a.txt", "--input", "b/*.gz", "--input", "c",
         "--output", "out", "--overwrite", "--beam_size", "3",
     ]  # fmt: skip
-    assert inputs_as_flags(["--output=out", "--unknown_switch", "x"]) == [
+    assert inputs_as_flags(["x", "--output=out", "--unknown_switch"]) == [
         "--input", "x", "--output=out", "--unknown_switch",
+    ]  # fmt: skip
+
+
+def test_an_unknown_flag_followed_by_a_value_is_refused_not_read_as_an_input() -> None:
+    # Issue 13: `--reuse other.txt` once summarized other.txt as a second input.
+    with pytest.raises(OptionsError, match=r"unknown flag --unknown_flag: .*--unknown_flag=x"):
+        inputs_as_flags(["in.txt", "--output=out", "--unknown_flag", "x"])
+    with pytest.raises(OptionsError, match="did you mean --beam_size"):
+        inputs_as_flags(["in.txt", "--beam_szie", "2"])
+    assert inputs_as_flags(["in.txt", "--flink_conf_dir=/etc/flink"]) == [
+        "--input", "in.txt", "--flink_conf_dir=/etc/flink",
     ]  # fmt: skip

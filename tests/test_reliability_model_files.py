@@ -21,8 +21,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_model
 
-from pipeline.cli import main
 from pipeline.run import PreflightError, run
+from s2s_cli.main import main
 from s2s_model import Summarizer, Tokenizer
 from tests import memory_filesystem as memfs
 from tests.conftest import make_texts, tiny_model

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2s_model import DecodeConfig, SearchStats, Summarizer, load_checkpoint
+from s2s_model import DecodeConfig, DeviceError, SearchStats, Summarizer, load_checkpoint
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
@@ -86,19 +86,19 @@ def test_batches_respect_the_token_budget(summarizer: Summarizer) -> None:
     encoded = sorted(
         (summarizer._encode(i, t) for i, t in enumerate(texts)), key=lambda e: -len(e.ids)
     )
-    batches = summarizer._batches(encoded, summarizer.max_batch_tokens)
+    batches = summarizer._batches(encoded, summarizer.settings.max_batch_tokens)
     assert sorted(e.index for b in batches for e in b) == list(range(40))
     for batch in batches:
         longest = max(len(e.ids) for e in batch)
-        assert len(batch) == 1 or longest * len(batch) <= summarizer.max_batch_tokens
+        assert len(batch) == 1 or longest * len(batch) <= summarizer.settings.max_batch_tokens
 
 
 def test_long_documents_are_truncated_and_flagged(summarizer: Summarizer) -> None:
     long_text = " ".join(make_texts(20, seed=7))
     short = summarizer.summarize(["server client."], DECODE)[0]
     cut = summarizer.summarize([long_text], DECODE)[0]
-    assert cut.truncated and cut.src_tokens == summarizer.max_src_tokens
-    assert not short.truncated and short.src_tokens < summarizer.max_src_tokens
+    assert cut.truncated and cut.src_tokens == summarizer.settings.max_src_tokens
+    assert not short.truncated and short.src_tokens < summarizer.settings.max_src_tokens
 
 
 @pytest.mark.parametrize("bad", ["", "   \n\t "])
@@ -135,13 +135,18 @@ def test_bad_device_and_threads(tiny_checkpoint: Path) -> None:
         Summarizer.load(tiny_checkpoint, threads=0)
 
 
-def test_cuda_falls_back_to_cpu_with_a_warning(
+def test_cuda_without_a_gpu_is_refused_in_one_line(
     tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    s = Summarizer.load(tiny_checkpoint, device="cuda")
-    assert s.device == "cpu"
-    assert "no CUDA device" in caplog.text
+    with pytest.raises(DeviceError) as refused:
+        Summarizer.load(tiny_checkpoint, device="cuda")
+    message = str(refused.value)
+    assert "\n" not in message and "device 'cuda' asked for" in message
+    assert "--device cpu" in message
+    caplog.set_level("INFO", logger="s2s_model.device")
+    assert Summarizer.load(tiny_checkpoint, device="auto").device == "cpu"
+    assert "device 'auto': using the CPU" in caplog.text
 
 
 def test_int8_quantization(tiny_checkpoint: Path) -> None:
@@ -164,7 +169,7 @@ def test_shortlist_through_the_summarizer(summarizer: Summarizer) -> None:
         summarizer.summarize(texts, DecodeConfig(beam_size=2, max_len=6, shortlist=8)),
         strict=True,
     ):
-        source = set(summarizer.tokenizer.encode(text)[: summarizer.max_src_tokens])
+        source = set(summarizer.tokenizer.encode(text)[: summarizer.settings.max_src_tokens])
         assert set(summary.tokens) <= frequent | source | {3}
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.train_commands import DURATION, corpus, evaluate, train
+from s2s_cli.train_commands import DURATION, corpus, evaluate, train
 from s2s_model import Summarizer, load_checkpoint
-from s2s_model.summarizer import DEFAULT_MAX_SRC_TOKENS
+from s2s_model.config import DEFAULT_MAX_SRC_TOKENS, RuntimeSettings
 from tests.conftest import make_texts
 
 TINY_RECIPE = {
@@ -231,9 +231,9 @@ def test_evaluate_reads_as_many_source_tokens_as_summarize(
     seen: list[int] = []
     original = Summarizer.__init__
 
-    def spy(self: Summarizer, checkpoint: Any, **options: Any) -> None:
-        seen.append(options["max_src_tokens"])
-        original(self, checkpoint, **options)
+    def spy(self: Summarizer, checkpoint: Any, settings: RuntimeSettings) -> None:
+        seen.append(settings.max_src_tokens)
+        original(self, checkpoint, settings)
 
     monkeypatch.setattr(Summarizer, "__init__", spy)
     args = [str(data / "test.jsonl"), "--model", str(trained / "best"), *FIELDS]

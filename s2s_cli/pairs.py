@@ -17,13 +17,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from s2s_model.errors import S2SError
+
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 LINES_SUFFIXES = (".txt", ".txt.gz")
 PARQUET_BATCH_ROWS = 4096
 
 
-class PairsError(ValueError):
+class PairsError(S2SError, ValueError):
     """Unreadable pairs: the message names the file, the record number and the fix."""
 
 

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from s2s_model.errors import S2SError
+
 APT_LISTS = Path("/var/lib/apt/lists")
 TRANSLATION_GLOB = "*_i18n_Translation-en*"
 PACKAGES_GLOB = "*_binary-*_Packages*"
@@ -42,7 +44,7 @@ SUMMARY_FIELD = "synopsis"
 _VERSION_SUFFIX = re.compile(r"\s*\(.*\)\s*$")
 
 
-class CorpusError(ValueError):
+class CorpusError(S2SError, ValueError):
     """The corpus cannot be built; the message says what is missing and how to get it."""
 
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from s2s_cli.command import S2SCommand
+
 if TYPE_CHECKING:
     from s2s_model import DecodeConfig
 
@@ -74,7 +76,7 @@ def _plain(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) or value is None
 
 
-@click.command("import-opennmt")
+@click.command("import-opennmt", cls=S2SCommand)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 def import_opennmt_command(checkpoint: Path, output: Path) -> None:
@@ -84,10 +86,5 @@ def import_opennmt_command(checkpoint: Path, output: Path) -> None:
     the way the model was trained. Its default decoding reproduces OpenNMT-py's beam search
     (--compat opennmt).
     """
-    from s2s_model.opennmt import OpenNMTImportError
-
-    try:
-        decode = import_opennmt(checkpoint, output)
-    except OpenNMTImportError as err:
-        raise click.ClickException(str(err)) from None
+    decode = import_opennmt(checkpoint, output)
     click.echo(f"wrote {output} (decoding: beam {decode.beam_size}, compat {decode.compat})")

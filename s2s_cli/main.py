@@ -1,19 +1,20 @@
 """The ``s2s`` command line: a thin, typed layer over pipeline.run and friends.
 
 Heavy imports (Beam, torch, pyarrow) happen inside the commands, so ``s2s --help`` is instant.
-Errors from the library become ``click.ClickException``: one line, no traceback.
+Errors from the library (``S2SError``) become one line, no traceback (s2s_cli/command.py).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import sys
 import time
 from typing import Any
 
 import click
+
+from s2s_cli.command import S2SCommand, S2SGroup
 
 # Third-party libraries log import-time chatter on the root logger (Beam: "apitools not
 # found"); ours log on named loggers. Root records below ERROR are shown with -v only.
@@ -22,12 +23,6 @@ HANDLER_NAME = "s2s-cli"
 PROGRESS_EVERY_S = 10.0
 SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "truncated")
 DEAD_LETTER_COLUMNS = ("doc_id", "reason", "detail", "raw")
-
-
-class PreflightFailed(click.ClickException):
-    """A problem found before any work (exit code 2, like a usage error)."""
-
-    exit_code = 2
 
 
 class _QuietRoot(logging.Filter):
@@ -76,32 +71,26 @@ class ProgressLine:
 
 # Commands owned elsewhere, imported only when used: name -> "module:attribute".
 LAZY_COMMANDS = {
-    "train": "pipeline.train_commands:train",
-    "evaluate": "pipeline.train_commands:evaluate",
-    "corpus": "pipeline.train_commands:corpus",
-    "import-opennmt": "pipeline.opennmt_import:import_opennmt_command",
+    "train": "s2s_cli.train_commands:train",
+    "evaluate": "s2s_cli.train_commands:evaluate",
+    "corpus": "s2s_cli.train_commands:corpus",
+    "import-opennmt": "s2s_cli.opennmt_import:import_opennmt_command",
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(S2SGroup):
     """A group whose LAZY_COMMANDS are imported on first use (click's documented pattern)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        lazy = [name for name, target in LAZY_COMMANDS.items() if _module_exists(target)]
-        return sorted({*super().list_commands(ctx), *lazy})
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module_name, attribute = LAZY_COMMANDS[cmd_name].split(":")
-        if not _module_exists(LAZY_COMMANDS[cmd_name]):
-            return None
-        command = getattr(importlib.import_module(module_name), attribute, None)
-        return command if isinstance(command, click.Command) else None
-
-
-def _module_exists(target: str) -> bool:
-    return importlib.util.find_spec(target.split(":")[0]) is not None
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command), LAZY_COMMANDS[cmd_name]
+        return command
 
 
 @click.group(
@@ -114,7 +103,7 @@ def main(verbose: int) -> None:
     configure_logging(verbose)
 
 
-class _SummarizeCommand(click.Command):
+class _SummarizeCommand(S2SCommand):
     """Shows the pipeline's flags (defined once, in pipeline/options.py) in --help."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -147,26 +136,14 @@ know must be written --flag=value.
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="INPUT... --output DIR")
 def summarize(args: tuple[str, ...]) -> None:
     from pipeline.options import inputs_as_flags
-    from pipeline.run import PreflightError, RunFailed, run
+    from pipeline.run import run
 
     progress = ProgressLine()
     try:
         report = run(inputs_as_flags(args), on_progress=progress)
-    except PreflightError as err:
-        raise PreflightFailed(str(err)) from None
-    except RunFailed as err:
-        raise click.ClickException(f"run failed: {err}") from None
     finally:
         progress.close()
-    if report.skipped:
-        click.echo(f"{report.output} was already finished: nothing to do (--overwrite reruns it)")
-        return
-    rate = report.read / report.seconds if report.seconds else 0.0
-    click.echo(
-        f"{report.read:,} records: {report.summarized:,} summarized,"
-        f" {report.dead_lettered:,} dead letters, in {report.seconds:.1f} s ({rate:,.1f} docs/s)"
-        f" -> {report.output} (s2s show {report.output})"
-    )
+    click.echo(report.describe())
 
 
 @main.command()
@@ -177,14 +154,11 @@ def summarize(args: tuple[str, ...]) -> None:
               help="characters per text column")  # fmt: skip
 def show(output: str, limit: int, dead_letters: bool, width: int) -> None:
     """Print a run's summaries (or dead letters) from DIR as a table, with its counts."""
-    from pipeline.show import OutputNotFound, read_rows, run_summary
+    from pipeline.show import read_rows, run_summary
 
     columns = DEAD_LETTER_COLUMNS if dead_letters else SHOW_COLUMNS
-    try:
-        rows = read_rows(output, dead_letters=dead_letters, limit=limit, columns=columns)
-        header = run_summary(output)
-    except OutputNotFound as err:
-        raise click.ClickException(str(err)) from None
+    rows = read_rows(output, dead_letters=dead_letters, limit=limit, columns=columns)
+    header = run_summary(output)
     click.echo(header)
     click.echo(format_table(rows, columns, width))
 
@@ -203,9 +177,3 @@ def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...], width: in
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def summarize_main() -> None:
-    """``python -m pipeline FLAGS``: the summarize command alone, for every runner."""
-    configure_logging(0)
-    summarize.main(prog_name="python -m pipeline")

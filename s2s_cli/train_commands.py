@@ -2,8 +2,8 @@
 
 torch, rouge-score and pyarrow are imported inside the commands, so ``s2s --help`` stays fast
 (``s2s evaluate --help`` reads DecodeConfig's fields, which loads s2s_model and torch).
-Errors a user can fix (bad files, bad fields, bad settings) become ``click.ClickException``: one
-line naming the problem, no traceback.
+Errors a user can fix (bad files, bad fields, bad settings) are ``S2SError``s, which
+``S2SCommand`` prints as one line naming the problem, no traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from s2s_cli.command import S2SCommand, S2SGroup
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +97,9 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _read_pairs(path: str, text_field: str, summary_field: str, limit: int | None) -> list[Any]:
-    from pipeline.pairs import PairsError, read_pairs
+    from s2s_cli.pairs import read_pairs
 
-    try:
-        return read_pairs(path, text_field=text_field, summary_field=summary_field, limit=limit)
-    except PairsError as err:
-        raise click.ClickException(str(err)) from None
+    return read_pairs(path, text_field=text_field, summary_field=summary_field, limit=limit)
 
 
 def load_config_file(path: str | None) -> dict[str, Any]:
@@ -138,16 +137,13 @@ def build_configs(
         model_values = {"vocab_size": train_config.vocab_size, **sections.get("model", {})}
         model_config = ModelConfig.from_dict(model_values)
         decode = DecodeConfig.from_dict(sections.get("decode", {}))
-        candidates = [
-            DecodeConfig.from_dict({**decode.to_dict(), **changes})
-            for changes in sections.get("decode_candidates", [])
-        ]
+        candidates = [decode.with_overrides(c) for c in sections.get("decode_candidates", [])]
     except (TypeError, ValueError) as err:
         raise click.ClickException(f"bad configuration: {err}") from None
     return model_config, train_config, decode, candidates
 
 
-@click.command(help=TRAIN_HELP)
+@click.command(cls=S2SCommand, help=TRAIN_HELP)
 @click.option("--train", "train_path", required=True, help="training pairs: JSONL or Parquet")
 @click.option("--valid", "valid_path", required=True, help="validation pairs: JSONL or Parquet")
 @click.option("--output", required=True, help="run directory (best/, last/, curves.png)")
@@ -215,14 +211,9 @@ def train(
 
 
 def _fit(train_pairs: list[Any], valid_pairs: list[Any], output: str, **options: Any) -> Any:
-    """``s2s_model.train.fit`` with its user errors as one-line ClickExceptions."""
-    from s2s_model.checkpoint import CheckpointError
-    from s2s_model.train import TrainingError, fit
+    from s2s_model.train import fit
 
-    try:
-        return fit(train_pairs, valid_pairs, output, **options)
-    except (TrainingError, CheckpointError) as err:
-        raise click.ClickException(str(err)) from None
+    return fit(train_pairs, valid_pairs, output, **options)
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -266,7 +257,7 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-@click.command(help=EVALUATE_HELP)
+@click.command(cls=S2SCommand, help=EVALUATE_HELP)
 @click.argument("test_file")
 @click.option("--model", "model_path", default=None, help="checkpoint directory (default: bundled)")
 @click.option("--predictions", default=None, help="score this predictions file instead of a model")
@@ -315,12 +306,9 @@ def evaluate(
 
 
 def _read_predictions(path: str, field: str, expected: int) -> list[str]:
-    from pipeline.pairs import PairsError, read_texts
+    from s2s_cli.pairs import read_texts
 
-    try:
-        outputs = read_texts(path, field=field)
-    except PairsError as err:
-        raise click.ClickException(str(err)) from None
+    outputs = read_texts(path, field=field)
     if len(outputs) < expected:
         raise click.ClickException(
             f"{path} has {len(outputs)} predictions but the test file has {expected} documents"
@@ -334,20 +322,20 @@ def _run_model(
     decode_flags: dict[str, Any],
     max_src_tokens: int | None,
 ) -> tuple[list[str], float]:
-    from s2s_model.checkpoint import CheckpointError, load_checkpoint
+    from s2s_model.checkpoint import load_checkpoint
+    from s2s_model.config import DEFAULT_MAX_SRC_TOKENS, RuntimeSettings
     from s2s_model.evaluation import summarize_all
-    from s2s_model.summarizer import BUNDLED_MODEL, DEFAULT_MAX_SRC_TOKENS, Summarizer
+    from s2s_model.summarizer import BUNDLED_MODEL, Summarizer
 
     path = model_path or str(BUNDLED_MODEL)
+    checkpoint = load_checkpoint(path)
     try:
-        checkpoint = load_checkpoint(path)
-        decode = dataclasses.replace(
-            checkpoint.decode, **{k: v for k, v in decode_flags.items() if v is not None}
-        )
-    except (CheckpointError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+        decode = checkpoint.decode.with_overrides(decode_flags)
+    except ValueError as err:
+        raise click.ClickException(f"bad decode flags: {err}") from None
     # The Summarizer's own default unless told otherwise: score what `s2s summarize` produces.
-    summarizer = Summarizer(checkpoint, max_src_tokens=max_src_tokens or DEFAULT_MAX_SRC_TOKENS)
+    settings = RuntimeSettings(max_src_tokens=max_src_tokens or DEFAULT_MAX_SRC_TOKENS)
+    summarizer = Summarizer(checkpoint, settings)
     outputs, seconds = summarize_all(summarizer, sources, decode)
     return outputs, seconds
 
@@ -370,7 +358,7 @@ def _write_outputs(
 # --- corpus -------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=S2SGroup)
 def corpus() -> None:
     """Build training corpora."""
 
@@ -409,7 +397,7 @@ def debian(
     test_fraction: float,
     valid_fraction: float,
 ) -> None:
-    from pipeline import corpus as debian_corpus
+    from s2s_cli import corpus as debian_corpus
 
     try:
         records, inputs = _debian_records(from_jsonl, translation, packages, lists_dir)
@@ -429,7 +417,7 @@ def _debian_records(
     packages: tuple[str, ...],
     lists_dir: str,
 ) -> tuple[list[Any], list[str]]:
-    from pipeline import corpus as debian_corpus
+    from s2s_cli import corpus as debian_corpus
 
     if from_jsonl:
         return debian_corpus.descriptions_from_jsonl(from_jsonl), [from_jsonl]
@@ -452,7 +440,7 @@ def _debian_records(
               help="files; even ones JSONL, odd ones plain lines")  # fmt: skip
 def sample(split_file: str, out_dir: str, docs: int, shards: int) -> None:
     """A small demo corpus from a split file written by `s2s corpus debian`."""
-    from pipeline import corpus as debian_corpus
+    from s2s_cli import corpus as debian_corpus
 
     try:
         records = debian_corpus.descriptions_from_jsonl(split_file)

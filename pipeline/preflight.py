@@ -1,0 +1,161 @@
+"""Everything checked before any work: flags, inputs, the output directory, the model, the device.
+
+Each problem is a ``PreflightError`` whose message is one line naming the problem and the fix; a
+run that passes preflight is described by a ``RunPlan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import StandardOptions
+
+from pipeline.model_handler import load_summarizer
+from pipeline.options import OptionsError, SummarizeOptions, parse_options
+from pipeline.sinks import success_path
+from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
+from s2s_model.device import DeviceError, resolve_device
+from s2s_model.errors import S2SError, one_line
+
+DEFAULT_RUNNER = "FnApiRunner"
+LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
+
+
+class PreflightError(S2SError):
+    """The run cannot start; the message is one line saying what and how to fix it."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What preflight established: the run is possible, with these settings."""
+
+    patterns: list[str]
+    shards: int
+    output: str
+    model: str
+    fingerprint: str
+    decode: DecodeConfig
+    settings: RuntimeSettings
+    runner: str
+    # The device the workers use where preflight can know it (local runners), else as asked.
+    device: str
+
+
+def parse(argv: Sequence[str]) -> SummarizeOptions:
+    """The options of ``argv``; the local runner that downloads nothing is the default."""
+    try:
+        options = parse_options(argv).view_as(SummarizeOptions)
+    except OptionsError as err:
+        raise PreflightError(str(err)) from None
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    return options
+
+
+def expand_pattern(pattern: str) -> str:
+    """A directory (a local one, or any path ending in '/') means every file below it."""
+    if pattern.endswith("/"):
+        return pattern + "**"
+    if FileSystems.get_scheme(pattern) in (None, "file") and os.path.isdir(pattern):
+        return pattern.rstrip("/") + "/**"
+    return pattern
+
+
+def runner_name(options: SummarizeOptions) -> str:
+    runner = options.view_as(StandardOptions).runner
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def is_local_runner(options: SummarizeOptions) -> bool:
+    return runner_name(options).lower() in LOCAL_RUNNERS
+
+
+def _count_shards(patterns: Sequence[str]) -> int:
+    paths: set[str] = set()
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as err:  # BeamIOError, a missing filesystem plugin, ...
+            raise PreflightError(f"cannot list --input {pattern!r}: {one_line(err)}") from None
+        if not matched:
+            raise PreflightError(f"--input {pattern!r} matches no file")
+        paths.update(m.path for m in matched)
+    return len(paths)
+
+
+def _check_output(output: str, overwrite: bool) -> None:
+    marker = success_path(output)
+    if FileSystems.exists(marker) and not overwrite:
+        raise PreflightError(
+            f"{output} already holds a finished run ({marker}): pass --overwrite to replace it,"
+            " --if_finished skip to keep it, or choose another --output"
+        )
+
+
+def _settings(options: SummarizeOptions) -> RuntimeSettings:
+    try:
+        return options.runtime_settings()
+    except OptionsError as err:
+        raise PreflightError(str(err)) from None
+
+
+def _worker_device(options: SummarizeOptions, settings: RuntimeSettings) -> str:
+    """Local workers run on this machine: a device it cannot use fails here, before any work.
+    Remote workers are other machines (a launcher seldom has their GPU): they check it when
+    they load the model, and fail the job rather than fall back."""
+    if not is_local_runner(options):
+        return settings.device
+    if settings.quantize == "int8" and settings.device == "auto":
+        return "cpu"
+    try:
+        return resolve_device(settings.device)
+    except DeviceError as err:
+        raise PreflightError(str(err)) from None
+
+
+def _load_model(options: SummarizeOptions, settings: RuntimeSettings) -> Summarizer:
+    """The model on the CPU: proof that it loads, and its fingerprint and saved decoding."""
+    try:
+        return load_summarizer(options.model, dataclasses.replace(settings, device="cpu"))
+    except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
+        where = options.model or "the bundled model"
+        raise PreflightError(f"cannot load model {where}: {one_line(err)}") from None
+
+
+def _resolve_decode(model: Summarizer, options: SummarizeOptions) -> DecodeConfig:
+    try:
+        return model.decode.with_overrides(options.decode_overrides())
+    except ValueError as err:
+        raise PreflightError(f"bad decode flags: {err}") from None
+
+
+def preflight(options: SummarizeOptions) -> RunPlan:
+    """Check everything that can be checked before any work; raise PreflightError if not."""
+    if not options.input:
+        raise PreflightError("no input: give at least one file glob (--input PATTERN)")
+    if not options.output:
+        raise PreflightError("no output directory: pass --output DIR")
+    settings = _settings(options)
+    device = _worker_device(options, settings)
+    patterns = [expand_pattern(p) for p in options.input]
+    _check_output(options.output, options.overwrite)
+    shards = _count_shards(patterns)
+    model = _load_model(options, settings)
+    decode = _resolve_decode(model, options)
+    return RunPlan(
+        patterns=patterns,
+        shards=shards,
+        output=options.output,
+        model=options.model or "bundled",
+        fingerprint=model.fingerprint,
+        decode=decode,
+        settings=settings,
+        runner=runner_name(options),
+        device=device,
+    )

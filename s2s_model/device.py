@@ -1,0 +1,68 @@
+"""Where a model runs: the device a setting resolves to, refused loudly when it cannot be had.
+
+A job asked to run on a GPU that quietly ran on the CPU would report success at a fraction of
+the speed and with other numerics: ``resolve_device('cuda')`` without a usable GPU raises
+``DeviceError`` instead, before any work. ``'auto'`` takes the GPU when torch can use one and
+logs its choice either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from s2s_model.config import DEVICES
+from s2s_model.errors import S2SError
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceError(S2SError, ValueError):
+    """The device asked for cannot be used here; the message says what torch sees."""
+
+    exit_code = 2
+
+
+def cuda_status() -> str:
+    """What torch sees of CUDA, in one phrase (for messages and logs)."""
+    build = torch.version.cuda
+    if build is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return (
+            f"torch {torch.__version__} (CUDA {build}) finds no usable GPU (no device, or a"
+            " driver older than this CUDA build needs)"
+        )
+    return f"torch {torch.__version__} (CUDA {build}) sees {torch.cuda.get_device_name(0)}"
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' | 'cuda' | 'auto' -> 'cpu' or 'cuda'; 'cuda' without a usable GPU raises."""
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}: choose one of {DEVICES}")
+    if device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        if device == "auto":
+            logger.info("device 'auto': using the GPU (%s)", cuda_status())
+        return "cuda"
+    if device == "cuda":
+        raise DeviceError(
+            f"device 'cuda' asked for, but {cuda_status()}: install a CUDA build of torch that"
+            " the driver supports (deploy/README.md), or use --device cpu or auto"
+        )
+    logger.info("device 'auto': using the CPU (%s)", cuda_status())
+    return "cpu"
+
+
+def device_info(device: str) -> dict[str, Any]:
+    """What ran: the device, the GPU's name, the torch and CUDA versions (for the manifest)."""
+    on_gpu = device.startswith("cuda")
+    return {
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if on_gpu else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
