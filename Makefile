@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check s2s_model pipeline tests benchmarks
-	$(BIN)/ruff format --check s2s_model pipeline tests benchmarks
-	$(BIN)/mypy s2s_model
+	$(BIN)/ruff check s2s_model pipeline s2s_cli tests benchmarks
+	$(BIN)/ruff format --check s2s_model pipeline s2s_cli tests benchmarks
+	$(BIN)/mypy s2s_model pipeline s2s_cli
 
 test: lint
 	$(BIN)/pytest -q

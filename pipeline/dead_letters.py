@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 
 METRICS_NAMESPACE = "s2s"
 RAW_EXCERPT_CHARS = 1000

@@ -8,9 +8,8 @@ Batching. RunInference hands us windows of up to ``batch_window`` documents (pla
 the Summarizer in one call: it sorts the window longest first and streams it through an active
 batch of at most ``max_batch_tokens`` (documents x longest source), refilling the rows of
 finished documents with waiting ones. We do not use ``SortAndBatchElements``: it buffers a whole
-bundle (here a whole shard) before emitting anything. The padding we report is that of the
-window cut into fixed length-sorted batches within the budget: an upper bound on what the
-refilling search pads.
+bundle (here a whole shard) before emitting anything. The padding the search really attends is
+measured (``SearchStats``) and reported in the job's counters.
 
 Dead letters of earlier steps pass through untouched (``inference`` is the DeadLetter itself):
 documents and dead letters share one stream so that no ``Flatten`` is needed (see sources.py).
@@ -20,10 +19,13 @@ split in halves and retried, down to single documents, so only the document that
 becomes an ``InferenceFailure`` (and then a dead letter). A single document is tried twice
 before it is dead-lettered, so an error on a first attempt (transient) costs no document. An
 out-of-memory error (``torch.OutOfMemoryError``, or a ``RuntimeError`` / ``MemoryError`` saying
-so) frees the accelerator's cached memory and splits the same way, since a smaller window makes
-smaller batches; a document that runs out of memory alone is dead-lettered as
-``out_of_memory``. Nothing a document does can fail the bundle: a failed bundle would be
-retried whole on distributed runners, and fail the job on the local one.
+so) halves the token budget as well as the window, and the retry starts only after the failed
+attempt is gone (nothing of it is kept but its message), so the accelerator's cached memory can
+really be freed; a document that runs out of memory alone is dead-lettered as
+``out_of_memory``. Nothing a document does can fail the bundle: a failed bundle would be retried
+whole on distributed runners, and fail the job on the local one. The one exception is a CUDA
+error other than out-of-memory: it breaks the worker's GPU context for every later call, so it
+fails the bundle, for the runner to retry on a healthy worker.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 import torch
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from pipeline import dead_letters as dl
@@ -63,6 +65,9 @@ logger = logging.getLogger(__name__)
 SINGLE_DOCUMENT_ATTEMPTS = 2
 # How PyTorch and the C allocator word running out of memory in a plain RuntimeError.
 OUT_OF_MEMORY_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+# How CUDA words the errors that leave its context unusable (torch 2.5+ also raises them as
+# torch.AcceleratorError).
+CUDA_FAULT_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "device-side assert")
 # Thread settings read by OpenMP / MKL when their pools start: they must reach the worker
 # process before torch's first parallel op, which is what ModelHandler(env_vars=...) is for.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -135,6 +140,43 @@ def _count_tokens(doc: Document, model: Summarizer) -> int | InferenceFailure:
     except Exception as err:  # a tokenizer failure is this document's, not the bundle's
         logger.warning("cannot tokenize %s: %r", doc.doc_id, err)
         return InferenceFailure(dl.INFERENCE_ERROR, f"tokenizer: {type(err).__name__}: {err}")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A failed attempt, kept as text: holding the exception would keep its traceback's frames,
+    and with them every tensor the attempt allocated, alive through the retry."""
+
+    out_of_memory: bool
+    detail: str
+
+
+def is_device_fault(err: BaseException, model: Summarizer) -> bool:
+    """A CUDA error other than running out of memory: such errors are sticky (every later call
+    on the same context fails too), so the bundle must fail and be retried elsewhere."""
+    if not str(model.device).startswith("cuda") or is_out_of_memory(err):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", ())
+    return isinstance(err, accelerator_error) or any(
+        sign in str(err) for sign in CUDA_FAULT_MESSAGES
+    )
+
+
+def _attempt(
+    docs: list[Document],
+    model: Summarizer,
+    decode: DecodeConfig | None,
+    stats: SearchStats,
+    budget: int,
+) -> list[Summary | InferenceFailure] | _Failed:
+    """One call to the model: its summaries, or what went wrong (as text)."""
+    try:
+        texts = [doc.text for doc in docs]
+        return list(model.summarize(texts, decode, max_batch_tokens=budget, stats=stats))
+    except Exception as err:  # the model's failure becomes data, never a failed bundle...
+        if is_device_fault(err, model):
+            raise  # ...except a broken GPU context, which no retry here can mend
+        return _Failed(is_out_of_memory(err), f"{type(err).__name__}: {err}")
 
 
 def _free_cached_memory(model: Summarizer) -> None:
@@ -215,7 +257,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
     ) -> list[Summary | InferenceFailure]:
         start = time.perf_counter()
         stats = SearchStats()
-        outcomes = self._summarize(docs, model, stats)
+        outcomes = self._summarize(docs, model, stats, budget=self._settings.max_batch_tokens)
         latency_ms = int((time.perf_counter() - start) * 1000)
         Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms").update(latency_ms)
         Metrics.distribution(METRICS_NAMESPACE, "batch_documents").update(len(docs))
@@ -232,26 +274,34 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         return outcomes
 
     def _summarize(
-        self, docs: list[Document], model: Summarizer, stats: SearchStats, attempt: int = 1
+        self,
+        docs: list[Document],
+        model: Summarizer,
+        stats: SearchStats,
+        *,
+        budget: int,
+        attempt: int = 1,
     ) -> list[Summary | InferenceFailure]:
-        try:
-            return list(model.summarize([doc.text for doc in docs], self._decode, stats=stats))
-        except Exception as err:  # the model's failure becomes data, never a failed bundle
-            out_of_memory = is_out_of_memory(err)
-            if out_of_memory:
-                Metrics.counter(METRICS_NAMESPACE, "out_of_memory_errors").inc()
-                _free_cached_memory(model)
-            if len(docs) > 1:
-                Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
-                half = len(docs) // 2
-                first = self._summarize(docs[:half], model, stats)
-                return first + self._summarize(docs[half:], model, stats)
-            if attempt < SINGLE_DOCUMENT_ATTEMPTS:
-                Metrics.counter(METRICS_NAMESPACE, "document_retries").inc()
-                return self._summarize(docs, model, stats, attempt + 1)
-            logger.warning("inference failed on %s: %r", docs[0].doc_id, err)
-            reason = dl.OUT_OF_MEMORY if out_of_memory else dl.INFERENCE_ERROR
-            return [InferenceFailure(reason, f"{type(err).__name__}: {err}")]
+        outcome = _attempt(docs, model, self._decode, stats, budget)
+        if not isinstance(outcome, _Failed):
+            return outcome
+        # Retried here, after the except block: the failed attempt's frames and tensors are
+        # gone, so the cached memory they held can really be given back before trying again.
+        if outcome.out_of_memory:
+            Metrics.counter(METRICS_NAMESPACE, "out_of_memory_errors").inc()
+            _free_cached_memory(model)
+            budget = max(1, budget // 2)
+        if len(docs) > 1:
+            Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
+            half = len(docs) // 2
+            first = self._summarize(docs[:half], model, stats, budget=budget)
+            return first + self._summarize(docs[half:], model, stats, budget=budget)
+        if attempt < SINGLE_DOCUMENT_ATTEMPTS:
+            Metrics.counter(METRICS_NAMESPACE, "document_retries").inc()
+            return self._summarize(docs, model, stats, budget=budget, attempt=attempt + 1)
+        logger.warning("inference failed on %s: %s", docs[0].doc_id, outcome.detail)
+        reason = dl.OUT_OF_MEMORY if outcome.out_of_memory else dl.INFERENCE_ERROR
+        return [InferenceFailure(reason, outcome.detail)]
 
     def get_num_bytes(self, batch: Sequence[Record]) -> int:
         return sum(len(r.text) if isinstance(r, Document) else len(r.raw) for r in batch)

@@ -70,7 +70,7 @@ def _fraction(text: str) -> float:
 _DECODE_HINTS = typing.get_type_hints(DecodeConfig)
 
 
-def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
+def _add_decode_flags(parser: argparse._ActionsContainer) -> None:
     for field in dataclasses.fields(DecodeConfig):
         hint = _DECODE_HINTS[field.name]
         help_text = f"{field.metadata['help']} (default: the model's, else {field.default!r})"

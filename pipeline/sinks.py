@@ -125,7 +125,7 @@ class _WriteParquet(beam.PTransform):
         self._num_shards = num_shards
         self._codec = codec
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def expand(self, rows: beam.pvalue.PCollection) -> beam.pvalue.PCollection:
         return rows | "WriteParquet" >> WriteToParquet(
             FileSystems.join(self._directory, FILE_PREFIX),
             self._schema,
@@ -159,7 +159,7 @@ class WriteDeadLetters(beam.PTransform):
         self._output = output
         self._codec = codec
 
-    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+    def expand(self, letters: beam.pvalue.PCollection) -> beam.pvalue.PCollection:
         return (
             letters
             | "ToRows" >> beam.Map(dead_letter_row)

@@ -22,13 +22,13 @@ import logging
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 
 from pipeline import dead_letters as dl
 from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter, safe_text
@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 UTF8_MAX_BYTES_PER_CHAR = 4
 PARQUET_BATCH_ROWS = 1024
 _DECOMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    ".bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
+    ".gz": lambda raw: cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")),
+    ".bz2": lambda raw: cast(BinaryIO, bz2.BZ2File(raw, mode="rb")),
 }
 _FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
@@ -303,7 +303,7 @@ class ReadShards(beam.PTransform):
         self._patterns = list(patterns)
         self._settings = settings or ReadSettings()
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.PCollection:
         return (
             pbegin
             | "Patterns" >> beam.Create(self._patterns)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.pvalue import TaggedOutput
 
@@ -75,7 +75,8 @@ class _ToRows(beam.DoFn):
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "documents_truncated")
 
     def process(self, result: PredictionResult) -> Iterator[Any]:
-        record, outcome = result.example, result.inference
+        record = cast(Document, result.example)
+        outcome = cast(Summary | InferenceFailure | DeadLetter, result.inference)
         if isinstance(outcome, DeadLetter):
             yield TaggedOutput(DEAD_LETTER, outcome)
         elif isinstance(outcome, InferenceFailure):
@@ -84,7 +85,8 @@ class _ToRows(beam.DoFn):
             )
             yield TaggedOutput(DEAD_LETTER, letter)
         else:
-            row = summary_row(record, outcome, result.model_id, with_n_best=self._with_n_best)
+            model_id = result.model_id or ""
+            row = summary_row(record, outcome, model_id, with_n_best=self._with_n_best)
             self._summarized.inc()
             self._tokens_out.inc(row["summary_tokens"])
             if row["truncated"]:
@@ -103,7 +105,7 @@ class SummarizeDocuments(beam.PTransform):
         self._handler = handler
         self._with_n_best = with_n_best
 
-    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+    def expand(self, records: beam.pvalue.PCollection) -> dict[str, beam.pvalue.PCollection]:
         outcomes = (
             records
             | "Validate" >> beam.Map(validate)

@@ -16,11 +16,13 @@ from s2s_model.errors import S2SError
 
 
 class UserError(click.ClickException):
-    """An ``S2SError`` on its way to the terminal."""
+    """An ``S2SError`` on its way to the terminal: the run failed (exit status 1)."""
 
-    def __init__(self, err: S2SError) -> None:
-        super().__init__(str(err))
-        self.exit_code = err.exit_code
+
+class BadRequest(UserError):
+    """A problem found before any work (exit status 2, as for a usage error)."""
+
+    exit_code = 2
 
 
 class S2SCommand(click.Command):
@@ -30,7 +32,7 @@ class S2SCommand(click.Command):
         try:
             return super().invoke(ctx)
         except S2SError as err:
-            raise UserError(err) from None
+            raise (BadRequest if err.exit_code == 2 else UserError)(str(err)) from None
 
 
 class S2SGroup(click.Group):

@@ -34,7 +34,7 @@ def read_opennmt_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise OpenNMTImportError(f"{path} does not exist: pass an OpenNMT-py model_step_*.pt file")
     try:
-        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -44,7 +44,7 @@ model). Flags given here override the file.
 """
 
 
-class _Duration(click.ParamType):  # type: ignore[type-arg]
+class _Duration(click.ParamType):
     """Seconds from '90', '90s', '45m' or '1.5h'."""
 
     name = "duration"

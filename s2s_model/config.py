@@ -296,6 +296,11 @@ class TrainConfig:
     valid_loss_docs: int = _help(
         "validation documents scored for loss at each validation (the first ones; 0: all)", 0
     )
+    precision: Precision = _help(
+        "'bf16': the forward pass under bf16 autocast (for GPUs; weights, gradients and the"
+        " optimizer stay fp32); 'fp32': plain fp32",
+        "fp32",
+    )
     select_metric: SelectMetric = _help(
         "what picks the best checkpoint and drives early stopping: validation 'rougeL' (needs"
         " valid_sample > 0) or 'loss'",
@@ -339,6 +344,8 @@ class TrainConfig:
             )
         if self.select_metric == "rougeL" and self.valid_sample == 0:
             raise ValueError("select_metric='rougeL' needs valid_sample > 0 (or use 'loss')")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: choose one of {PRECISIONS}")
         if self.tokenizer_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer_type={self.tokenizer_type!r}: choose 'unigram' or 'bpe'")
 

@@ -9,6 +9,8 @@ logs its choice either way.
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from typing import Any
 
 import torch
@@ -66,3 +68,29 @@ def device_info(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
     }
+
+
+def hardware(device: str) -> dict[str, Any]:
+    """The machine a model was trained on, for its metadata."""
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

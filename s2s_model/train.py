@@ -19,43 +19,49 @@ score has not improved for ``patience`` validations.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import math
 import os
-import platform
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 from tqdm import tqdm
 
-from s2s_model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from s2s_model.config import DecodeConfig, ModelConfig, RuntimeSettings, TrainConfig
-from s2s_model.device import resolve_device
+from s2s_model.checkpoint import load_checkpoint, save_checkpoint
+from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
+from s2s_model.curves import write_curves
+from s2s_model.device import hardware, resolve_device
 from s2s_model.errors import S2SError
-from s2s_model.evaluation import rouge
 from s2s_model.model import Seq2Seq
-from s2s_model.summarizer import Summarizer
-from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s_model.objective import learning_rate, token_loss
+from s2s_model.tokenizer import PAD_ID, Tokenizer
+from s2s_model.trainer_state import (
+    STATE_FILE,
+    TrainerState,
+    data_digest,
+    read_trainer_state,
+    restore_tensors,
+    save_trainer_state,
+)
+from s2s_model.training_data import (
+    Batch,
+    EncodedPair,
+    collate,
+    encode_pairs,
+    epoch_batches,
+    train_tokenizer,
+)
+from s2s_model.validation import choose_decode, validate
 
 logger = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 LAST_DIR = "last"
-STATE_FILE = "trainer_state.json"
-STATE_TENSORS_FILE = "trainer_state.safetensors"
 CURVES_FILE = "curves.png"
-STATE_VERSION = 1
-# Seeds of the per-epoch batch order are seed * EPOCH_SEED_STRIDE + epoch.
-EPOCH_SEED_STRIDE = 100_003
 # What a resumed run may change: when to stop. Everything else comes from the run itself.
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "max_time", "patience")
 TRAIN_CURVE_EVERY = 50
@@ -65,48 +71,6 @@ LOSS_EMA = 0.98
 
 class TrainingError(S2SError, ValueError):
     """Training cannot start or resume; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class EncodedPair:
-    """Token ids of one training pair: ``tgt`` ends with EOS."""
-
-    src: list[int]
-    tgt: list[int]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A padded batch. src (B, S), src_len (B,), tgt_in (B, T) BOS first, tgt_out (B, T)."""
-
-    src: Tensor
-    src_len: Tensor
-    tgt_in: Tensor
-    tgt_out: Tensor
-
-    @property
-    def tokens(self) -> int:
-        """Real (unpadded) source plus target tokens."""
-        return int(self.src_len.sum()) + int((self.tgt_out != PAD_ID).sum())
-
-    def to(self, device: str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.src, self.src_len, self.tgt_in, self.tgt_out)))
-
-
-@dataclass
-class TrainerState:
-    """Everything but tensors that a resumed run needs to continue exactly where it stopped."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    elapsed: float = 0.0
-    best_score: float | None = None
-    best_step: int = 0
-    bad_validations: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    train_curve: list[list[float]] = field(default_factory=list)
-    data_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,123 +151,6 @@ def fit(
     return FitResult(run.output / BEST_DIR, best, run.state.step, run.state.elapsed, stopped)
 
 
-# --- data ---------------------------------------------------------------------------------------
-
-
-def train_tokenizer(pairs: Sequence[tuple[str, str]], config: TrainConfig) -> Tokenizer:
-    """SentencePiece on the sources and summaries of ``pairs`` (a seeded sample if many)."""
-    texts = [text for pair in pairs for text in pair]
-    if len(texts) > config.tokenizer_sentences:
-        texts = random.Random(config.seed).sample(texts, config.tokenizer_sentences)
-    logger.info("training a %d-piece tokenizer on %d texts", config.vocab_size, len(texts))
-    return Tokenizer.train(texts, vocab_size=config.vocab_size, model_type=config.tokenizer_type)
-
-
-def encode_pairs(
-    tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]], config: TrainConfig
-) -> list[EncodedPair]:
-    """Token ids of ``pairs``, truncated; pairs whose source encodes to nothing are dropped."""
-    encoded = []
-    for text, summary in pairs:
-        src = tokenizer.encode(text)[: config.max_src_tokens]
-        if src:
-            tgt = [*tokenizer.encode(summary)[: config.max_tgt_tokens], EOS_ID]
-            encoded.append(EncodedPair(src, tgt))
-    if len(encoded) < len(pairs):
-        logger.warning("dropped %d pairs with an empty source", len(pairs) - len(encoded))
-    return encoded
-
-
-def make_batches(
-    lengths: Sequence[tuple[int, int]], batch_tokens: int, rng: random.Random
-) -> list[list[int]]:
-    """Group pair indices into batches of similar length, then shuffle the batches.
-
-    Args:
-        lengths: (source, target) token counts per pair.
-        batch_tokens: a batch's padded size, docs x (longest source + longest target), stays
-            within this (a single longer pair forms a batch of its own).
-        rng: decides ties in the length order and the order of the batches.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest_src = longest_tgt = 0
-    for index in order:
-        src, tgt = lengths[index]
-        wide_src, wide_tgt = max(longest_src, src), max(longest_tgt, tgt)
-        if current and (len(current) + 1) * (wide_src + wide_tgt) > batch_tokens:
-            batches.append(current)
-            current, wide_src, wide_tgt = [], src, tgt
-        current.append(index)
-        longest_src, longest_tgt = wide_src, wide_tgt
-    if current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(pairs: Sequence[EncodedPair]) -> Batch:
-    """Pad ``pairs`` into a :class:`Batch`; targets are shifted right behind BOS for input."""
-    longest_src = max(len(p.src) for p in pairs)
-    longest_tgt = max(len(p.tgt) for p in pairs)
-    src = torch.full((len(pairs), longest_src), PAD_ID, dtype=torch.long)
-    tgt_out = torch.full((len(pairs), longest_tgt), PAD_ID, dtype=torch.long)
-    for row, pair in enumerate(pairs):
-        src[row, : len(pair.src)] = torch.tensor(pair.src)
-        tgt_out[row, : len(pair.tgt)] = torch.tensor(pair.tgt)
-    tgt_in = torch.cat([torch.full_like(tgt_out[:, :1], BOS_ID), tgt_out[:, :-1]], dim=1)
-    tgt_in = tgt_in.masked_fill(tgt_in == EOS_ID, PAD_ID)
-    src_len = torch.tensor([len(p.src) for p in pairs], dtype=torch.long)
-    return Batch(src, src_len, tgt_in, tgt_out)
-
-
-def epoch_batches(pairs: Sequence[EncodedPair], config: TrainConfig, epoch: int) -> list[list[int]]:
-    """The batches of ``epoch``: the same for the same seed, whether resumed or not."""
-    rng = random.Random(config.seed * EPOCH_SEED_STRIDE + epoch)
-    lengths = [(len(p.src), len(p.tgt)) for p in pairs]
-    return make_batches(lengths, config.batch_tokens, rng)
-
-
-# --- loss and schedule --------------------------------------------------------------------------
-
-
-def token_loss(
-    log_probs: Tensor, target: Tensor, *, label_smoothing: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """Summed training loss and summed NLL over the non-PAD positions of ``target``.
-
-    Args:
-        log_probs: (B, T, V) normalised log-probabilities.
-        target: (B, T) gold tokens, PAD where there is none.
-
-    Returns:
-        (loss, nll), both scalars summed over tokens. With label smoothing eps the loss of a
-        token is (1 - eps) * NLL + eps * (mean over V of -log p).
-    """
-    mask = target != PAD_ID  # (B, T)
-    nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    nll_sum = nll.masked_select(mask).sum()
-    if not label_smoothing:
-        return nll_sum, nll_sum.detach()
-    uniform = -log_probs.mean(dim=-1)  # (B, T)
-    loss = (1.0 - label_smoothing) * nll + label_smoothing * uniform
-    return loss.masked_select(mask).sum(), nll_sum.detach()
-
-
-def learning_rate(step: int, config: TrainConfig, horizon: int) -> float:
-    """Learning rate of update ``step`` (1-based): linear warm-up, then the configured decay."""
-    warmup = config.warmup_steps
-    if warmup and step <= warmup:
-        return config.lr * step / warmup
-    if config.lr_schedule == "inverse_sqrt":
-        return config.lr * math.sqrt(max(warmup, 1) / step)
-    if config.lr_schedule == "linear" and horizon > warmup:
-        progress = min(1.0, (step - warmup) / (horizon - warmup))
-        return config.lr * (1.0 - (1.0 - config.min_lr_ratio) * progress)
-    return config.lr
-
-
 # --- starting and resuming ----------------------------------------------------------------------
 
 
@@ -330,9 +177,17 @@ def _start(
     model = Seq2Seq(model_config).to(device)
     logger.info("model: %s parameters, %s", _parameter_count(model), model_config)
     run = _make_run(
-        model, tokenizer, train_pairs, valid_pairs, output, config, decode, device, data_info
+        model,
+        tokenizer,
+        train_pairs=train_pairs,
+        valid_pairs=valid_pairs,
+        output=output,
+        config=config,
+        decode=decode,
+        device=device,
+        data_info=data_info,
     )
-    run.state.data_digest = _data_digest(train_pairs)
+    run.state.data_digest = data_digest(train_pairs)
     return run
 
 
@@ -352,7 +207,7 @@ def _resume(
         raise TrainingError(
             f"nothing to resume: {state_path} does not exist; start the run without --resume"
         )
-    saved = json.loads(state_path.read_text(encoding="utf-8"))
+    saved = read_trainer_state(output)
     checkpoint = load_checkpoint(output / LAST_DIR, device=device)
     if checkpoint.metadata.get("step") != saved["state"]["step"]:
         raise TrainingError(
@@ -373,21 +228,21 @@ def _resume(
     run = _make_run(
         model,
         checkpoint.tokenizer,
-        train_pairs,
-        valid_pairs,
-        output,
-        config,
-        decode,
-        device,
-        data_info,
+        train_pairs=train_pairs,
+        valid_pairs=valid_pairs,
+        output=output,
+        config=config,
+        decode=decode,
+        device=device,
+        data_info=data_info,
     )
     run.state = TrainerState(**saved["state"])
-    if run.state.data_digest != _data_digest(train_pairs):
+    if run.state.data_digest != data_digest(train_pairs):
         raise TrainingError(
             f"the training pairs differ from those the run in {output} started with (same file,"
             " fields and --limit are needed to resume); start a new run instead"
         )
-    _load_tensors(run, output / STATE_TENSORS_FILE, saved["param_groups"])
+    restore_tensors(output, run.optimizer, saved["param_groups"], device)
     logger.info("resumed at step %d (epoch %d)", run.state.step, run.state.epoch)
     return run
 
@@ -395,6 +250,7 @@ def _resume(
 def _make_run(
     model: Seq2Seq,
     tokenizer: Tokenizer,
+    *,
     train_pairs: Sequence[tuple[str, str]],
     valid_pairs: Sequence[tuple[str, str]],
     output: Path,
@@ -444,13 +300,6 @@ def _resumed_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
                 "resuming keeps the run's %s=%r (ignoring %r)", name, value, getattr(given, name)
             )
     return dataclasses.replace(saved, **{name: getattr(given, name) for name in RESUMABLE_FIELDS})
-
-
-def _data_digest(pairs: Sequence[tuple[str, str]]) -> str:
-    digest = hashlib.sha256()
-    for text, summary in pairs:
-        digest.update(f"{len(text)}:{text}{len(summary)}:{summary}".encode())
-    return digest.hexdigest()[:16]
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -514,9 +363,11 @@ def _train_step(run: _Run, batch: Batch) -> float:
     lr = learning_rate(run.state.step, run.config, run.horizon)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    out = run.model.teacher_forced(batch.src, batch.src_len, batch.tgt_in)
+    bf16 = run.config.precision == "bf16"
+    with torch.autocast(device_type=run.device, dtype=torch.bfloat16, enabled=bf16):
+        out = run.model.teacher_forced(batch.src, batch.src_len, batch.tgt_in)
     loss_sum, _ = token_loss(
-        out.log_probs, batch.tgt_out, label_smoothing=run.config.label_smoothing
+        out.log_probs.float(), batch.tgt_out, label_smoothing=run.config.label_smoothing
     )
     n_tokens = int((batch.tgt_out != PAD_ID).sum())
     loss = loss_sum / n_tokens
@@ -593,57 +444,6 @@ class _Meter:
 # --- validation and checkpoints -----------------------------------------------------------------
 
 
-def validate(
-    model: Seq2Seq,
-    tokenizer: Tokenizer,
-    valid: Sequence[EncodedPair],
-    rouge_sample: Sequence[tuple[str, str]],
-    *,
-    config: TrainConfig,
-    decode: DecodeConfig,
-    device: str = "cpu",
-) -> dict[str, float]:
-    """Validation NLL per token (and perplexity) and ROUGE of beam-search summaries."""
-    scores = _valid_loss(model, valid, config, device)
-    if rouge_sample:
-        checkpoint = Checkpoint(model, tokenizer, decode, fingerprint="training")
-        summarizer = Summarizer(
-            checkpoint, RuntimeSettings(device=device, max_src_tokens=config.max_src_tokens)
-        )
-        started = time.monotonic()
-        predictions = [s.text for s in summarizer.summarize([text for text, _ in rouge_sample])]
-        result = rouge([summary for _, summary in rouge_sample], predictions)
-        scores.update(rouge1=result.rouge1, rouge2=result.rouge2, rougeL=result.rougeL)
-        scores["decode_seconds"] = time.monotonic() - started
-    model.train()
-    return scores
-
-
-def choose_decode(
-    checkpoint: Checkpoint,
-    sample: Sequence[tuple[str, str]],
-    candidates: Sequence[DecodeConfig],
-    *,
-    max_src_tokens: int,
-    device: str = "cpu",
-) -> list[tuple[DecodeConfig, float]]:
-    """ROUGE-L of each candidate decoding on ``sample`` (text, summary), best first.
-
-    Ties keep the earlier candidate, so list the default first.
-    """
-    summarizer = Summarizer(
-        checkpoint, RuntimeSettings(device=device, max_src_tokens=max_src_tokens)
-    )
-    texts, references = [text for text, _ in sample], [summary for _, summary in sample]
-    scored = []
-    for index, decode in enumerate(candidates):
-        predictions = [s.text for s in summarizer.summarize(texts, decode)]
-        scored.append((rouge(references, predictions).rougeL, -index, decode))
-        logger.info("decoding %s: ROUGE-L %.2f", decode, scored[-1][0])
-    scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
-    return [(decode, score) for score, _, decode in scored]
-
-
 def _save_best_decode(run: _Run, candidates: Sequence[DecodeConfig]) -> None:
     """Re-save the best checkpoint with the decoding that scores best on the ROUGE sample."""
     best_dir = run.output / BEST_DIR
@@ -659,24 +459,6 @@ def _save_best_decode(run: _Run, candidates: Sequence[DecodeConfig]) -> None:
         best_dir, checkpoint.model, checkpoint.tokenizer, decode=ranked[0][0], metadata=metadata
     )
     logger.info("saved %s with decoding %s (ROUGE-L %.2f)", best_dir, ranked[0][0], ranked[0][1])
-
-
-def _valid_loss(
-    model: Seq2Seq, valid: Sequence[EncodedPair], config: TrainConfig, device: str
-) -> dict[str, float]:
-    pairs = list(valid[: config.valid_loss_docs] if config.valid_loss_docs else valid)
-    lengths = [(len(p.src), len(p.tgt)) for p in pairs]
-    batches = make_batches(lengths, config.batch_tokens, random.Random(0))
-    nll = tokens = 0.0
-    model.eval()
-    with torch.inference_mode():
-        for indices in batches:
-            batch = collate([pairs[i] for i in indices]).to(device)
-            out = model.teacher_forced(batch.src, batch.src_len, batch.tgt_in)
-            nll += float(token_loss(out.log_probs, batch.tgt_out)[1])
-            tokens += int((batch.tgt_out != PAD_ID).sum())
-    per_token = nll / max(1.0, tokens)
-    return {"valid_nll": per_token, "valid_ppl": math.exp(min(per_token, 50.0))}
 
 
 def _validate_and_save(run: _Run, meter: _Meter) -> None:
@@ -736,17 +518,7 @@ def _save(run: _Run, improved: bool) -> None:
         save_checkpoint(
             run.output / BEST_DIR, run.model, run.tokenizer, decode=run.decode, metadata=metadata
         )
-    tensors = _optimizer_tensors(run.optimizer)
-    tensors["rng.torch"] = torch.get_rng_state()
-    _atomic_write(run.output / STATE_TENSORS_FILE, lambda path: save_file(tensors, str(path)))
-    state = {
-        "version": STATE_VERSION,
-        "state": dataclasses.asdict(run.state),
-        "train_config": run.config.to_dict(),
-        "param_groups": _param_groups(run.optimizer),
-    }
-    text = json.dumps(state, indent=1)
-    _atomic_write(run.output / STATE_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+    save_trainer_state(run.output, run.state, run.config, run.optimizer, device=run.device)
 
 
 def _metadata(run: _Run) -> dict[str, Any]:
@@ -766,107 +538,11 @@ def _metadata(run: _Run) -> dict[str, Any]:
     }
 
 
-def hardware(device: str) -> dict[str, Any]:
-    """The machine a model was trained on, for its metadata."""
-    info: dict[str, Any] = {
-        "device": device,
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(temporary)
-    temporary.replace(path)
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
-    """Adam's per-parameter tensors as flat names ``state.<param index>.<key>``."""
-    tensors = {}
-    for index, values in optimizer.state_dict()["state"].items():
-        for key, value in values.items():
-            tensor = value if isinstance(value, Tensor) else torch.tensor(value)
-            tensors[f"state.{index}.{key}"] = tensor.detach().cpu().contiguous()
-    return tensors
-
-
-def _param_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
-    groups = optimizer.state_dict()["param_groups"]
-    return [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in groups]
-
-
-def _load_tensors(run: _Run, path: Path, param_groups: list[dict[str, Any]]) -> None:
-    tensors = load_file(str(path))
-    per_param: dict[int, dict[str, Tensor]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("state."):
-            _, index, key = name.split(".", 2)
-            per_param.setdefault(int(index), {})[key] = tensor.to(run.device)
-    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in param_groups]
-    run.optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-    torch.set_rng_state(tensors["rng.torch"])
-
-
 def _parameter_count(model: Seq2Seq) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-# --- curves -------------------------------------------------------------------------------------
 
 
 def _write_curves(run: _Run) -> None:
     """Training loss, validation NLL and ROUGE against updates, as a PNG (no display needed)."""
     if run.state.history:
         write_curves(run.state.history, run.state.train_curve, run.output / CURVES_FILE)
-
-
-def write_curves(
-    history: Sequence[dict[str, Any]], train_curve: Sequence[Sequence[float]], path: Path
-) -> None:
-    """Plot ``history`` (validation records) and ``train_curve`` ([step, loss] pairs)."""
-    # The object API with an Agg canvas draws without touching pyplot's global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4))
-    FigureCanvasAgg(figure)
-    loss_axes, rouge_axes = figure.subplots(1, 2)
-    if train_curve:
-        train_steps, train_losses = zip(*train_curve, strict=True)
-        loss_axes.plot(
-            train_steps,
-            train_losses,
-            label="train loss (label-smoothed, moving average)",
-            color="tab:blue",
-        )
-    steps = [h["step"] for h in history]
-    loss_axes.plot(steps, [h["valid_nll"] for h in history], "o-", label="valid NLL")
-    loss_axes.set(xlabel="update", ylabel="loss per token", title="loss")
-    loss_axes.legend()
-    for name in ("rouge1", "rouge2", "rougeL"):
-        if all(name in h for h in history):
-            rouge_axes.plot(steps, [h[name] for h in history], "o-", label=name)
-    rouge_axes.set(xlabel="update", ylabel="F1 x 100", title="validation ROUGE")
-    rouge_axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path), dpi=80)

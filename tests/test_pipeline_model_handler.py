@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pickle
 import re
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import pytest
+import torch
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -34,6 +36,7 @@ class FakeSummarizer:
     """Counts tokens as words (none in U+200B); fails any batch holding POISON."""
 
     fingerprint = "fake"
+    device = "cpu"
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -68,6 +71,57 @@ def test_a_failing_batch_is_split_until_only_the_bad_document_fails() -> None:
     assert len(model.calls) <= 1 + 2 * 4 + 1
     assert model.calls[-2:] == [1, 1]
     assert all(r.model_id == "fake" for r in results)
+
+
+class RunsOutOfMemory(FakeSummarizer):
+    """Runs out of memory on any window of more than one document, holding a tensor (as a real
+    attempt would) when it does; records, at each call, whether earlier attempts' tensors are
+    still alive, and the token budget it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[weakref.ref[torch.Tensor]] = []
+        self.alive_at_call: list[int] = []
+        self.attempts: list[tuple[int, int | None]] = []  # (documents, token budget)
+
+    def summarize(
+        self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
+    ) -> list[Summary]:
+        self.alive_at_call.append(sum(ref() is not None for ref in self.held))
+        self.attempts.append((len(texts), options.get("max_batch_tokens")))
+        activations = torch.ones(1024)
+        self.held.append(weakref.ref(activations))
+        if len(texts) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (a test)")
+        return super().summarize(texts, decode)
+
+
+def test_out_of_memory_retries_start_after_the_failed_attempt_is_released() -> None:
+    handler = Seq2SeqModelHandler(settings=RuntimeSettings(max_batch_tokens=800))
+    model = RunsOutOfMemory()
+    results = list(handler.run_inference(_docs(["a b", "c d", "e f", "g h"]), model))  # type: ignore[arg-type]
+    assert all(isinstance(r.inference, Summary) for r in results)
+    # Each out-of-memory halves the window and the token budget of the retries below it.
+    assert model.attempts == [(4, 800), (2, 400), (1, 200), (1, 200), (2, 400), (1, 200), (1, 200)]
+    # No retry ever started while an earlier attempt's tensors were still held.
+    assert model.alive_at_call == [0] * len(model.attempts)
+
+
+class BreaksTheGpu(FakeSummarizer):
+    device = "cuda"
+
+    def summarize(
+        self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
+    ) -> list[Summary]:
+        self.calls.append(len(texts))
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_cuda_error_fails_the_bundle_instead_of_dead_lettering_documents() -> None:
+    model = BreaksTheGpu()
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        list(Seq2SeqModelHandler().run_inference(_docs(["a b", "c d"]), model))  # type: ignore[arg-type]
+    assert model.calls == [2]  # no split, no per-document retries on a broken context
 
 
 def test_documents_without_tokens_are_not_sent_to_the_model() -> None:

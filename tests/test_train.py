@@ -17,20 +17,11 @@ from safetensors.torch import load_file
 
 from s2s_model import DecodeConfig, ModelConfig, Summarizer, load_checkpoint
 from s2s_model.config import TrainConfig
+from s2s_model.objective import learning_rate, token_loss
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from s2s_model.train import (
-    BEST_DIR,
-    CURVES_FILE,
-    LAST_DIR,
-    STATE_FILE,
-    EncodedPair,
-    TrainingError,
-    collate,
-    fit,
-    learning_rate,
-    make_batches,
-    token_loss,
-)
+from s2s_model.train import BEST_DIR, CURVES_FILE, LAST_DIR, TrainingError, fit
+from s2s_model.trainer_state import STATE_FILE
+from s2s_model.training_data import EncodedPair, collate, make_batches
 from tests.conftest import make_texts
 
 TINY_MODEL = ModelConfig(vocab_size=64, embed_dim=24, hidden_size=32, num_layers=1, dropout=0.1)
@@ -176,6 +167,25 @@ def test_run_directory_holds_checkpoints_state_and_curves(tmp_path: Path) -> Non
     assert (tmp_path / CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tensors = load_file(str(tmp_path / "trainer_state.safetensors"))
     assert "rng.torch" in tensors and any(k.endswith("exp_avg_sq") for k in tensors)
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(tmp_path: Path) -> None:
+    # The autocast path a GPU run takes, exercised on the CPU: the loss still falls, and the
+    # saved weights stay fp32 (autocast computes in bf16, it never stores in it).
+    torch.set_num_threads(1)
+    pairs = tiny_pairs(6)
+    config = tiny_train_config(
+        max_steps=40, eval_every=20, label_smoothing=0.0, lr=2e-2, precision="bf16"
+    )
+    fit(pairs, pairs, tmp_path, model_config=TINY_MODEL, train_config=config, decode=DECODE,
+        progress=False)  # fmt: skip
+    history = json.loads((tmp_path / STATE_FILE).read_text())["state"]["history"]
+    assert all(math.isfinite(h["train_loss"]) for h in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    weights = load_file(str(tmp_path / BEST_DIR / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        tiny_train_config(precision="fp16")
 
 
 def test_a_run_directory_is_never_silently_overwritten(tmp_path: Path) -> None:
