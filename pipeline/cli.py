@@ -51,17 +51,18 @@ def configure_logging(verbose: int) -> None:
 
 
 class ProgressLine:
-    """Prints "N documents done, R docs/s" to stderr: in place on a terminal, else every
-    PROGRESS_EVERY_S seconds."""
+    """Prints "N documents done, R docs/s" (with --reuse: "N documents done (M reused), ...") to
+    stderr: in place on a terminal, else every PROGRESS_EVERY_S seconds."""
 
     def __init__(self) -> None:
         self._tty = sys.stderr.isatty()
         self._printed_at = 0.0
         self._shown = False
 
-    def __call__(self, done: int, elapsed: float) -> None:
+    def __call__(self, done: int, elapsed: float, reused: int | None = None) -> None:
         rate = done / elapsed if elapsed > 0 else 0.0
-        text = f"{done:,} documents done, {rate:,.1f} docs/s"
+        split = "" if reused is None else f" ({reused:,} reused)"
+        text = f"{done:,} documents done{split}, {rate:,.1f} docs/s"
         if self._tty:
             click.echo(f"\r{text}   ", nl=False, err=True)
             self._shown = True
@@ -162,8 +163,10 @@ def summarize(args: tuple[str, ...]) -> None:
         click.echo(f"{report.output} was already finished: nothing to do (--overwrite reruns it)")
         return
     rate = report.read / report.seconds if report.seconds else 0.0
+    reused = report.manifest["counts"].get("reused")
+    split = f" ({reused:,} reused, {report.summarized - reused:,} decoded)" if reused else ""
     click.echo(
-        f"{report.read:,} records: {report.summarized:,} summarized,"
+        f"{report.read:,} records: {report.summarized:,} summarized{split},"
         f" {report.dead_lettered:,} dead letters, in {report.seconds:.1f} s ({rate:,.1f} docs/s)"
         f" -> {report.output} (s2s show {report.output})"
     )

@@ -43,6 +43,14 @@ from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
 from pipeline.model_handler import LOCAL_SCHEMES, Seq2SeqModelHandler, load_summarizer
 from pipeline.options import OptionsError, SummarizeOptions, parse_options
 from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
+from pipeline.reuse import (
+    AnswerSettings,
+    ReuseOrSummarize,
+    RowKeys,
+    reuse_counts,
+    summary_files,
+    usable_directories,
+)
 from pipeline.sinks import (
     DEAD_LETTER_DIR,
     SUMMARIES_DIR,
@@ -64,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: summary rows carry reuse_key; counts hold reused and decoded
 # What runners say when a worker process dies under them, and what it means for the user.
 WORKER_DIED = ("Channel closed prematurely", "Worker subprocess exited")
 WORKER_DIED_HINT = (
@@ -193,6 +201,15 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         raise PreflightError("--quantize int8 and --precision bf16 do not combine: choose one")
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
+    try:
+        usable_directories(
+            options.reuse or [],
+            output=options.output,
+            manifest_version=MANIFEST_VERSION,
+            if_unusable=options.if_reuse_unusable,
+        )
+    except ValueError as err:
+        raise PreflightError(str(err)) from None
     shards = _count_shards(patterns)
     model = _load_model(options)
     decode = _resolve_decode(model, options)
@@ -221,9 +238,11 @@ def build_pipeline(
     *,
     decode: DecodeConfig,
     write_to: str | None = None,
+    fingerprint: str | None = None,
 ) -> None:
     """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters
-    below ``write_to`` (default: ``--output``; run() passes a temporary directory)."""
+    below ``write_to`` (default: ``--output``; run() passes a temporary directory).
+    ``fingerprint``: the model's, needed with ``--reuse`` (to look earlier rows up)."""
     opts = options.view_as(SummarizeOptions)
     target = write_to or opts.output
     settings = ReadSettings(
@@ -245,8 +264,18 @@ def build_pipeline(
         precision=opts.precision,
     )
     with_n_best = decode.n_best > 1
+    keys = RowKeys(AnswerSettings(decode, opts.max_src_tokens, opts.quantize, opts.precision))
     records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
-    outputs = records | "SummarizeDocuments" >> SummarizeDocuments(handler, with_n_best=with_n_best)
+    summarize = SummarizeDocuments(handler, with_n_best=with_n_best, keys=keys)
+    earlier = summary_files(opts.reuse or [], MANIFEST_VERSION)
+    if earlier:  # --reuse: a keyed join with earlier rows; the rest goes to `summarize`
+        if fingerprint is None:
+            raise ValueError("build_pipeline with --reuse needs fingerprint= (the model's)")
+        summarize = ReuseOrSummarize(
+            summarize, earlier, keys=keys, fingerprint=fingerprint, with_n_best=with_n_best,
+            progress_dir=opts.progress_dir,
+        )  # fmt: skip
+    outputs = records | "SummarizeDocuments" >> summarize
     summaries, dead = outputs[SUMMARIES], outputs[DEAD_LETTER]
     _ = summaries | "WriteSummaries" >> WriteSummaries(
         target,
@@ -355,7 +384,12 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
     return {
         "counters": dict(sorted((counters or {}).items())),
         "padding_efficiency": round(attended / padded, 4) if padded else None,
-        "counts": {"read": read, "summarized": summarized, "dead_lettered": dead_lettered},
+        "counts": {
+            "read": read,
+            "summarized": summarized,
+            "dead_lettered": dead_lettered,
+            **reuse_counts(summarized, counters),
+        },
         "dead_letters_by_reason": {r: n for r, n in by_reason.items() if n},
         "files": {
             "summaries": _relative(summary_files, output),
@@ -409,9 +443,9 @@ def _run_id() -> str:
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def _run_job(options: SummarizeOptions, decode: DecodeConfig, write_to: str) -> PipelineResult:
+def _run_job(options: SummarizeOptions, plan: RunPlan, write_to: str) -> PipelineResult:
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=decode, write_to=write_to)
+    build_pipeline(p, options, decode=plan.decode, write_to=write_to, fingerprint=plan.fingerprint)
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
@@ -435,6 +469,7 @@ def _manifest(
         "decode": dataclasses.asdict(plan.decode),
         "runner": plan.runner,
         "inputs": plan.patterns,
+        "reuse": options.reuse or [],
         "input_format": options.input_format,
         "shards": plan.shards,
         "beam_version": beam.__version__,
@@ -455,10 +490,10 @@ def run_plan(
         options.view_as(SummarizeOptions).progress_dir = progress_dir
     try:
         if progress_dir and on_progress:
-            with ProgressMonitor(progress_dir, on_progress):
-                result = _run_job(options, plan.decode, attempt)
+            with ProgressMonitor(progress_dir, on_progress, with_reused=bool(options.reuse)):
+                result = _run_job(options, plan, attempt)
         else:
-            result = _run_job(options, plan.decode, attempt)
+            result = _run_job(options, plan, attempt)
     except BaseException as err:  # the job failed, or the launcher is being interrupted
         discard_attempt(plan.output, attempt)
         if isinstance(err, RunFailed) or not isinstance(err, Exception):
