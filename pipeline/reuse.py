@@ -173,7 +173,7 @@ def usable_directories(
     return usable
 
 
-def summary_files(directories: Iterable[str], manifest_version: int) -> list[str]:
+def earlier_summary_files(directories: Iterable[str], manifest_version: int) -> list[str]:
     """The summary files the manifests of ``directories`` list (their committed rows); a
     directory without a manifest of ``manifest_version`` has none (preflight has refused it, or
     warned that it is skipped)."""
@@ -300,8 +300,8 @@ __all__ = [
     "AnswerSettings",
     "ReuseOrSummarize",
     "RowKeys",
+    "earlier_summary_files",
     "reuse_counts",
-    "summary_files",
     "unusable_reason",
     "usable_directories",
 ]

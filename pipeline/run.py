@@ -47,8 +47,8 @@ from pipeline.reuse import (
     AnswerSettings,
     ReuseOrSummarize,
     RowKeys,
+    earlier_summary_files,
     reuse_counts,
-    summary_files,
     usable_directories,
 )
 from pipeline.sinks import (
@@ -267,7 +267,7 @@ def build_pipeline(
     keys = RowKeys(AnswerSettings(decode, opts.max_src_tokens, opts.quantize, opts.precision))
     records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
     summarize = SummarizeDocuments(handler, with_n_best=with_n_best, keys=keys)
-    earlier = summary_files(opts.reuse or [], MANIFEST_VERSION)
+    earlier = earlier_summary_files(opts.reuse or [], MANIFEST_VERSION)
     if earlier:  # --reuse: a keyed join with earlier rows; the rest goes to `summarize`
         if fingerprint is None:
             raise ValueError("build_pipeline with --reuse needs fingerprint= (the model's)")
