@@ -76,11 +76,10 @@ class AnswerSettings:
     def digest(self, fingerprint: str) -> bytes:
         """sha256 of these settings with the model ``fingerprint`` (canonical JSON)."""
         # Typed values: a model's saved decode may hold 0 where the flag parser gives 0.0.
-        decode = {
-            field.name: float(value) if _DECODE_HINTS[field.name] is float else value
-            for field in dataclasses.fields(DecodeConfig)
-            for value in [getattr(self.decode, field.name)]
-        }
+        decode: dict[str, Any] = {}
+        for field in dataclasses.fields(DecodeConfig):
+            value = getattr(self.decode, field.name)
+            decode[field.name] = float(value) if _DECODE_HINTS[field.name] is float else value
         settings = {
             "key_version": KEY_VERSION,
             "model": fingerprint,
