@@ -132,7 +132,10 @@ class ProgressMonitor:
         try:
             done, elapsed = documents_done(self._directory), time.monotonic() - self._start
             if self._with_reused:
-                self._callback(done, elapsed, reused=documents_done(self._directory, reused=True))
+                reused = documents_done(self._directory, reused=True)
+                # Reused rows are done documents too, but their two counts are written at
+                # different moments: never show fewer done than reused.
+                self._callback(max(done, reused), elapsed, reused=reused)
             else:
                 self._callback(done, elapsed)
         except Exception:  # a broken display must not break the run

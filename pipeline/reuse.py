@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -123,7 +124,11 @@ def _manifest(directory: str) -> dict[str, Any] | None:
 
 
 def _same_directory(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
+    def normal(path: str) -> str:
+        local = FileSystems.get_scheme(path) in (None, "", "file")
+        return os.path.realpath(path) if local else path.rstrip("/")
+
+    return normal(a) == normal(b)
 
 
 def unusable_reason(directory: str, output: str, manifest_version: int) -> str | None:

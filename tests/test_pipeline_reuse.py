@@ -237,7 +237,7 @@ BAD_REUSE = {
     "missing": (lambda tmp, earlier: tmp / "nowhere", "holds no finished run"),
     "unfinished": (_unfinished, "holds no finished run"),
     "old_version": (_old_version, f"output version 1, this version writes {MANIFEST_VERSION}"),
-    "the_output": (lambda tmp, earlier: tmp / "out", "is the --output itself"),
+    "the_output": (lambda tmp, earlier: tmp / "in.txt" / ".." / "out", "is the --output itself"),
 }
 
 
