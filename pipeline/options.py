@@ -29,6 +29,7 @@ from s2s_model.errors import S2SError
 INPUT_FORMATS = ("auto", "lines", "file", "jsonl", "parquet")
 PARQUET_CODECS = ("zstd", "snappy", "gzip", "none")
 IF_FINISHED = ("fail", "skip")
+IF_REUSE_UNUSABLE = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_BATCH_WINDOW = 512
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
@@ -170,6 +171,22 @@ class SummarizeOptions(PipelineOptions):
             default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
             help="fail the run (no _SUCCESS.json) when more than this fraction of the records"
             " read became dead letters",
+        )
+        group.add_argument(
+            "--reuse",
+            action="append",
+            default=None,
+            help="output directory of an earlier finished run (repeatable; local or any Beam"
+            " filesystem): documents it summarized with the same text, model and answer-changing"
+            " settings are carried over instead of decoded (see reuse_key in README.md)",
+        )
+        group.add_argument(
+            "--if_reuse_unusable",
+            choices=IF_REUSE_UNUSABLE,
+            default="fail",
+            help="what to do when a --reuse directory holds no finished run of this output"
+            " version: 'fail' before any work, or 'skip' it with a warning (for scheduled runs"
+            " whose previous output may be missing)",
         )
         group = parser.add_argument_group("model")
         group.add_argument(

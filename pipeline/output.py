@@ -16,6 +16,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
+from pipeline.reuse import reuse_counts
 from pipeline.sinks import (
     DEAD_LETTER_DIR,
     LOCAL_SCHEMES,
@@ -31,7 +32,7 @@ from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: summary rows carry reuse_key; counts hold reused and decoded
 
 
 class RunFailed(S2SError):
@@ -128,7 +129,12 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
     return {
         "counters": dict(sorted((counters or {}).items())),
         "padding_efficiency": round(attended / padded, 4) if padded else None,
-        "counts": {"read": read, "summarized": summarized, "dead_lettered": dead_lettered},
+        "counts": {
+            "read": read,
+            "summarized": summarized,
+            "dead_lettered": dead_lettered,
+            **reuse_counts(summarized, counters),
+        },
         "dead_letters_by_reason": {r: n for r, n in by_reason.items() if n},
         "files": {
             "summaries": _relative(summary_files, output),

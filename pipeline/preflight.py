@@ -16,6 +16,8 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.model_handler import load_summarizer
 from pipeline.options import OptionsError, SummarizeOptions, parse_options
+from pipeline.output import MANIFEST_VERSION
+from pipeline.reuse import usable_directories
 from pipeline.sinks import success_path
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from s2s_model.device import DeviceError, resolve_device
@@ -98,6 +100,19 @@ def _check_output(output: str, overwrite: bool) -> None:
         )
 
 
+def _check_reuse(options: SummarizeOptions) -> None:
+    """Every --reuse directory holds a finished run of this output version (or is skipped)."""
+    try:
+        usable_directories(
+            options.reuse or [],
+            output=options.output,
+            manifest_version=MANIFEST_VERSION,
+            if_unusable=options.if_reuse_unusable,
+        )
+    except ValueError as err:
+        raise PreflightError(str(err)) from None
+
+
 def _settings(options: SummarizeOptions) -> RuntimeSettings:
     try:
         return options.runtime_settings()
@@ -145,6 +160,7 @@ def preflight(options: SummarizeOptions) -> RunPlan:
     device = _worker_device(options, settings)
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
+    _check_reuse(options)
     shards = _count_shards(patterns)
     model = _load_model(options, settings)
     decode = _resolve_decode(model, options)

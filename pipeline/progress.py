@@ -3,7 +3,9 @@
 Beam's local runners report metrics only when a job ends, and workers may be separate processes
 (``--direct_running_mode multi_processing``), so each worker instance keeps a small file
 ``<progress_dir>/<pid>-<uuid>`` holding the number of documents it has finished, replaced
-atomically at most every ``WRITE_INTERVAL_S``. The launcher polls the directory. Counts from a
+atomically at most every ``WRITE_INTERVAL_S``. The launcher polls the directory. Rows that
+``--reuse`` carried over are done documents too; they are also counted apart, in files named
+``reused-<pid>-<uuid>``. Counts from a
 retried bundle are counted twice: this is a progress display, not accounting (that is the job's
 metrics and the Parquet files).
 """
@@ -25,21 +27,25 @@ logger = logging.getLogger(__name__)
 
 WRITE_INTERVAL_S = 0.5
 POLL_INTERVAL_S = 1.0
+REUSED_PREFIX = "reused-"
 
-ProgressCallback = Callable[[int, float], None]
+# callback(documents_done, elapsed_seconds); with_reused monitors add reused=rows carried over.
+ProgressCallback = Callable[..., None]
 
 
 class ReportProgress(beam.DoFn):
     """Counts the elements reaching it and reports the count into ``directory``."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, prefix: str = "") -> None:
         self._directory = directory
+        self._prefix = prefix
         self._path = ""
         self._count = 0
         self._written_at = 0.0
 
     def setup(self) -> None:
-        self._path = os.path.join(self._directory, f"{os.getpid()}-{uuid.uuid4().hex}")
+        name = f"{self._prefix}{os.getpid()}-{uuid.uuid4().hex}"
+        self._path = os.path.join(self._directory, name)
         self._count = 0
         self._written_at = 0.0
 
@@ -63,15 +69,16 @@ class ReportProgress(beam.DoFn):
             logger.debug("cannot write progress to %s: %s", self._path, err)
 
 
-def documents_done(directory: str) -> int:
-    """The sum of the counts the workers wrote into ``directory``."""
+def documents_done(directory: str, *, reused: bool = False) -> int:
+    """The sum of the counts the workers wrote into ``directory``: of documents done, or
+    (``reused``) of rows carried over."""
     total = 0
     try:
         names = os.listdir(directory)
     except OSError:
         return 0
     for name in names:
-        if name.endswith(".tmp"):
+        if name.endswith(".tmp") or name.startswith(REUSED_PREFIX) != reused:
             continue
         try:
             with open(os.path.join(directory, name), encoding="ascii") as handle:
@@ -83,14 +90,21 @@ def documents_done(directory: str) -> int:
 
 class ProgressMonitor:
     """Calls ``callback(documents_done, elapsed_seconds)`` every ``interval`` seconds while the
-    ``with`` block runs, and once more at its end."""
+    ``with`` block runs, and once more at its end; ``with_reused``: with ``reused=`` (rows
+    carried over by ``--reuse``) too."""
 
     def __init__(
-        self, directory: str, callback: ProgressCallback, interval: float = POLL_INTERVAL_S
+        self,
+        directory: str,
+        callback: ProgressCallback,
+        interval: float = POLL_INTERVAL_S,
+        *,
+        with_reused: bool = False,
     ) -> None:
         self._directory = directory
         self._callback = callback
         self._interval = interval
+        self._with_reused = with_reused
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="s2s-progress", daemon=True)
         self._start = 0.0
@@ -116,6 +130,13 @@ class ProgressMonitor:
 
     def _report(self) -> None:
         try:
-            self._callback(documents_done(self._directory), time.monotonic() - self._start)
+            done, elapsed = documents_done(self._directory), time.monotonic() - self._start
+            if self._with_reused:
+                reused = documents_done(self._directory, reused=True)
+                # Reused rows are done documents too, but their two counts are written at
+                # different moments: never show fewer done than reused.
+                self._callback(max(done, reused), elapsed, reused=reused)
+            else:
+                self._callback(done, elapsed)
         except Exception:  # a broken display must not break the run
             logger.exception("progress callback failed")

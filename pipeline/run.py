@@ -53,6 +53,7 @@ from pipeline.preflight import (
     preflight,
 )
 from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
+from pipeline.reuse import AnswerSettings, ReuseOrSummarize, RowKeys, earlier_summary_files
 from pipeline.sinks import WriteDeadLetters, WriteSummaries, attempt_dir, success_path
 from pipeline.sources import ReadSettings, ReadShards
 from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
@@ -100,8 +101,10 @@ class RunReport:
         if self.skipped:
             return f"{self.output} was already finished: nothing to do (--overwrite reruns it)"
         rate = self.read / self.seconds if self.seconds else 0.0
+        reused = self.manifest["counts"].get("reused")
+        split = f" ({reused:,} reused, {self.summarized - reused:,} decoded)" if reused else ""
         return (
-            f"{self.read:,} records: {self.summarized:,} summarized,"
+            f"{self.read:,} records: {self.summarized:,} summarized{split},"
             f" {self.dead_lettered:,} dead letters, in {self.seconds:.1f} s"
             f" ({rate:,.1f} docs/s) -> {self.output} (s2s show {self.output})"
         )
@@ -117,10 +120,12 @@ def build_pipeline(
     decode: DecodeConfig,
     write_to: str | None = None,
     progress_dir: str | None = None,
+    fingerprint: str | None = None,
 ) -> None:
     """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters
     below ``write_to`` (default: ``--output``; run() passes a temporary directory). With
-    ``progress_dir`` (a local directory) workers report the documents they finish there."""
+    ``progress_dir`` (a local directory) workers report the documents they finish there.
+    ``fingerprint``: the model's, needed with ``--reuse`` (to look earlier rows up)."""
     opts = options.view_as(SummarizeOptions)
     target = write_to or opts.output
     settings = ReadSettings(
@@ -129,15 +134,25 @@ def build_pipeline(
         id_field=opts.id_field,
         max_doc_chars=opts.max_doc_chars,
     )
+    runtime = opts.runtime_settings()
     handler = Seq2SeqModelHandler(
-        opts.model,
-        decode=decode,
-        settings=opts.runtime_settings(),
-        batch_window=opts.batch_window,
+        opts.model, decode=decode, settings=runtime, batch_window=opts.batch_window
     )
     with_n_best = decode.n_best > 1
+    keys = RowKeys(
+        AnswerSettings(decode, runtime.max_src_tokens, runtime.quantize, runtime.precision)
+    )
     records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
-    outputs = records | "SummarizeDocuments" >> SummarizeDocuments(handler, with_n_best=with_n_best)
+    summarize: beam.PTransform = SummarizeDocuments(handler, with_n_best=with_n_best, keys=keys)
+    earlier = earlier_summary_files(opts.reuse or [], MANIFEST_VERSION)
+    if earlier:  # --reuse: a keyed join with earlier rows; the rest goes to `summarize`
+        if fingerprint is None:
+            raise ValueError("build_pipeline with --reuse needs fingerprint= (the model's)")
+        summarize = ReuseOrSummarize(
+            summarize, earlier, keys=keys, fingerprint=fingerprint, with_n_best=with_n_best,
+            progress_dir=progress_dir,
+        )  # fmt: skip
+    outputs = records | "SummarizeDocuments" >> summarize
     summaries, dead = outputs[SUMMARIES], outputs[DEAD_LETTER]
     _ = summaries | "WriteSummaries" >> WriteSummaries(
         target,
@@ -169,7 +184,14 @@ def _run_job(
     options: SummarizeOptions, plan: RunPlan, write_to: str, progress_dir: str | None
 ) -> PipelineResult:
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=plan.decode, write_to=write_to, progress_dir=progress_dir)
+    build_pipeline(
+        p,
+        options,
+        decode=plan.decode,
+        write_to=write_to,
+        progress_dir=progress_dir,
+        fingerprint=plan.fingerprint,
+    )
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
@@ -193,7 +215,7 @@ def _run_watched(
         return _run_job(options, plan, attempt, None)
     progress_dir = tempfile.mkdtemp(prefix="s2s-progress-")
     try:
-        with ProgressMonitor(progress_dir, on_progress):
+        with ProgressMonitor(progress_dir, on_progress, with_reused=bool(options.reuse)):
             return _run_job(options, plan, attempt, progress_dir)
     finally:
         shutil.rmtree(progress_dir, ignore_errors=True)
@@ -216,6 +238,7 @@ def _manifest(
         "runtime": {**plan.settings.to_dict(), **_device_info(plan, options)},
         "runner": plan.runner,
         "inputs": plan.patterns,
+        "reuse": options.reuse or [],
         "input_format": options.input_format,
         "shards": plan.shards,
         "beam_version": beam.__version__,
@@ -304,9 +327,10 @@ def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> 
     return run_plan(options, plan, on_progress)
 
 
-def _log_progress(done: int, elapsed: float) -> None:
+def _log_progress(done: int, elapsed: float, reused: int | None = None) -> None:
     rate = done / elapsed if elapsed > 0 else 0.0
-    logger.info("%d documents done, %.1f docs/s", done, rate)
+    split = "" if reused is None else f" ({reused} reused)"
+    logger.info("%d documents done%s, %.1f docs/s", done, split, rate)
 
 
 def main(argv: Sequence[str]) -> int:

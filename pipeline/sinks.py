@@ -53,6 +53,9 @@ SUMMARY_FIELDS = (
     # Bytes that were not UTF-8 were decoded as U+FFFD.
     pa.field("replaced_invalid_utf8", pa.bool_(), nullable=False),
     pa.field("model_id", pa.string(), nullable=False),
+    # sha256 of everything the row depends on but doc_id and source: what --reuse joins on
+    # (see reuse.py).
+    pa.field("reuse_key", pa.string(), nullable=False),
 )
 
 DEAD_LETTER_SCHEMA = pa.schema(

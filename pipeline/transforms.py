@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import apache_beam as beam
 from apache_beam.metrics.metric import Metrics
@@ -21,6 +21,9 @@ from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
 from pipeline.sources import Document, Record
 from s2s_model import Summary
+
+if TYPE_CHECKING:  # reuse.py imports this module
+    from pipeline.reuse import RowKeys
 
 SUMMARIES = "summaries"
 DEAD_LETTER = "dead_letter"
@@ -46,7 +49,7 @@ def validate(record: Record) -> Record:
 
 
 def summary_row(
-    doc: Document, summary: Summary, model_id: str, *, with_n_best: bool
+    doc: Document, summary: Summary, model_id: str, *, with_n_best: bool, reuse_key: str
 ) -> dict[str, Any]:
     """The Parquet row of one summarized document (see ``sinks.summary_schema``)."""
     row: dict[str, Any] = {
@@ -59,6 +62,7 @@ def summary_row(
         "truncated": doc.cut or summary.truncated,
         "replaced_invalid_utf8": doc.replaced,
         "model_id": model_id,
+        "reuse_key": reuse_key,
     }
     if with_n_best:
         row["n_best"] = [{"summary": text, "score": float(score)} for text, score in summary.n_best]
@@ -68,8 +72,9 @@ def summary_row(
 class _ToRows(beam.DoFn):
     """RunInference results -> summary rows (main output) or dead letters (tagged)."""
 
-    def __init__(self, *, with_n_best: bool) -> None:
+    def __init__(self, *, with_n_best: bool, keys: RowKeys) -> None:
         self._with_n_best = with_n_best
+        self._keys = keys
         self._summarized = Metrics.counter(METRICS_NAMESPACE, "documents_summarized")
         self._tokens_out = Metrics.counter(METRICS_NAMESPACE, "tokens_out")
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "documents_truncated")
@@ -86,7 +91,13 @@ class _ToRows(beam.DoFn):
             yield TaggedOutput(DEAD_LETTER, letter)
         else:
             model_id = result.model_id or ""
-            row = summary_row(record, outcome, model_id, with_n_best=self._with_n_best)
+            row = summary_row(
+                record,
+                outcome,
+                model_id,
+                with_n_best=self._with_n_best,
+                reuse_key=self._keys(record, model_id),
+            )
             self._summarized.inc()
             self._tokens_out.inc(row["summary_tokens"])
             if row["truncated"]:
@@ -97,13 +108,15 @@ class _ToRows(beam.DoFn):
 class SummarizeDocuments(beam.PTransform):
     """Records -> ``{"summaries": rows, "dead_letter": DeadLetters}``.
 
-    Every record comes out exactly once, as a summary row or as a dead letter.
+    Every record comes out exactly once, as a summary row or as a dead letter. ``keys`` gives
+    each row its ``reuse_key`` (see reuse.py), from the fingerprint of the model that decoded it.
     """
 
-    def __init__(self, handler: Seq2SeqModelHandler, *, with_n_best: bool) -> None:
+    def __init__(self, handler: Seq2SeqModelHandler, *, with_n_best: bool, keys: RowKeys) -> None:
         super().__init__()
         self._handler = handler
         self._with_n_best = with_n_best
+        self._keys = keys
 
     def expand(self, records: beam.pvalue.PCollection) -> dict[str, beam.pvalue.PCollection]:
         outcomes = (
@@ -111,7 +124,7 @@ class SummarizeDocuments(beam.PTransform):
             | "Validate" >> beam.Map(validate)
             | "RunInference" >> RunInference(self._handler)
             | "ToRows"
-            >> beam.ParDo(_ToRows(with_n_best=self._with_n_best)).with_outputs(
+            >> beam.ParDo(_ToRows(with_n_best=self._with_n_best, keys=self._keys)).with_outputs(
                 DEAD_LETTER, main=SUMMARIES
             )
         )

@@ -46,17 +46,18 @@ def configure_logging(verbose: int) -> None:
 
 
 class ProgressLine:
-    """Prints "N documents done, R docs/s" to stderr: in place on a terminal, else every
-    PROGRESS_EVERY_S seconds."""
+    """Prints "N documents done, R docs/s" (with --reuse: "N documents done (M reused), ...") to
+    stderr: in place on a terminal, else every PROGRESS_EVERY_S seconds."""
 
     def __init__(self) -> None:
         self._tty = sys.stderr.isatty()
         self._printed_at = 0.0
         self._shown = False
 
-    def __call__(self, done: int, elapsed: float) -> None:
+    def __call__(self, done: int, elapsed: float, reused: int | None = None) -> None:
         rate = done / elapsed if elapsed > 0 else 0.0
-        text = f"{done:,} documents done, {rate:,.1f} docs/s"
+        split = "" if reused is None else f" ({reused:,} reused)"
+        text = f"{done:,} documents done{split}, {rate:,.1f} docs/s"
         if self._tty:
             click.echo(f"\r{text}   ", nl=False, err=True)
             self._shown = True

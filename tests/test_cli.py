@@ -38,7 +38,13 @@ def invoke(*args: str) -> Result:
 
 def test_summarize_counts_a_blank_line_as_a_dead_letter(finished: Path) -> None:
     manifest = json.loads((finished / "_SUCCESS.json").read_text())
-    assert manifest["counts"] == {"read": 6, "summarized": 5, "dead_lettered": 1}
+    assert manifest["counts"] == {
+        "read": 6,
+        "summarized": 5,
+        "dead_lettered": 1,
+        "reused": 0,
+        "decoded": 5,
+    }
 
 
 def test_summarize_reports_counts_and_where(tmp_path: Path, tiny_checkpoint: Path) -> None:

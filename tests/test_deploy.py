@@ -49,6 +49,7 @@ ANY_FLAG = re.compile(r"--[a-z][a-z0-9_]*\b")
 PIPELINE_COMMAND = re.compile(r"-m pipeline\b|\bs2s summarize\b")
 GCLOUD_PARAMETER = re.compile(r"(?:\^~\^|~)([a-z][a-z0-9_]*)=")
 SCHEDULED_DATE = "2025-06-01"
+PREVIOUS_DATE = "2025-05-31"  # across a month boundary
 PLACEHOLDERS = {"PROJECT": "p", "REGION": "us-central1", "BUCKET": "b", "IMAGE": "img:tag"}
 
 
@@ -315,6 +316,9 @@ def test_cronjob_forbids_overlap_and_writes_one_directory_per_scheduled_date(
         assert options.output == f"/data/summaries/{SCHEDULED_DATE}"
         assert options.input == [f"/data/incoming/{SCHEDULED_DATE}/"]
         assert options.if_finished == "skip"
+        # The previous date's output is reused; where it holds no finished run, it is skipped.
+        assert options.reuse == [f"/data/summaries/{PREVIOUS_DATE}"]
+        assert options.if_reuse_unusable == "skip"
     manual = subprocess.run(
         ["bash", "-c", stub], env={**os.environ, "JOB_NAME": "s2s-summarize-manual"}, timeout=30
     )
@@ -430,7 +434,15 @@ def _beam_provider_args(options: dict[str, Any]) -> list[str]:
 
 
 def _render(value: str) -> str:
-    return value.replace("{{ ds }}", SCHEDULED_DATE).replace("{{ ds_nodash }}", "20250601")
+    """Airflow's templates, as rendered for SCHEDULED_DATE (every one the DAG uses)."""
+    for template, rendered in (
+        ("{{ ds }}", SCHEDULED_DATE),
+        ("{{ ds_nodash }}", "20250601"),
+        ("{{ macros.ds_add(ds, -1) }}", PREVIOUS_DATE),
+    ):
+        value = value.replace(template, rendered)
+    assert "{{" not in value, f"a template _render does not know: {value}"
+    return value
 
 
 def test_airflow_dag_imports_with_only_airflow_stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -466,6 +478,9 @@ def test_airflow_dag_imports_with_only_airflow_stubbed(monkeypatch: pytest.Monke
     assert parsed.if_finished == "skip"
     assert parsed.output.endswith(f"/{SCHEDULED_DATE}")
     assert all(SCHEDULED_DATE in pattern for pattern in parsed.input)
+    # The previous date's output is reused; where it holds no finished run, it is skipped.
+    assert parsed.reuse == [parsed.output.replace(SCHEDULED_DATE, PREVIOUS_DATE)]
+    assert parsed.if_reuse_unusable == "skip"
 
 
 # -- scripts -----------------------------------------------------------------------------------

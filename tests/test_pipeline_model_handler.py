@@ -17,6 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dead_letters import dead_letter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
+from pipeline.reuse import AnswerSettings, RowKeys
 from pipeline.sources import Document
 from pipeline.transforms import (
     DEAD_LETTER,
@@ -29,6 +30,7 @@ from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Summarizer, Su
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=2, max_len=5)
+KEYS = RowKeys(AnswerSettings(DECODE, max_src_tokens=400, quantize="none", precision="fp32"))
 POISON = "poison"
 
 
@@ -203,12 +205,18 @@ def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
     docs = [*_docs(texts), Document("blank", "src", "  \n"), Document("bad", "src", f"{POISON} x")]
     alone = Summarizer.load(tiny_checkpoint)
     expected_rows = [
-        summary_row(doc, summary, alone.fingerprint, with_n_best=False)
+        summary_row(
+            doc,
+            summary,
+            alone.fingerprint,
+            with_n_best=False,
+            reuse_key=KEYS(doc, alone.fingerprint),
+        )
         for doc, summary in zip(docs, alone.summarize(texts, DECODE), strict=False)
     ]
     handler = PoisonedHandler(str(tiny_checkpoint), decode=DECODE, batch_window=4)
     with BeamPipeline() as p:
-        out = p | beam.Create(docs) | SummarizeDocuments(handler, with_n_best=False)
+        out = p | beam.Create(docs) | SummarizeDocuments(handler, with_n_best=False, keys=KEYS)
         rows = out[SUMMARIES] | "Rounded" >> beam.Map(
             lambda row: {**row, "score": round(row["score"], 3)}
         )

@@ -53,6 +53,8 @@ def test_dirty_corpus_through_job_service_and_external_workers(
         "read": corpus.read,
         "summarized": corpus.summarized,
         "dead_lettered": sum(corpus.reasons.values()),
+        "reused": 0,
+        "decoded": corpus.summarized,
     }
     # The counters came back from the workers through the job service.
     assert manifest["dead_letters_by_reason"] == dict(corpus.reasons)

@@ -84,6 +84,8 @@ def test_manifest_is_written_with_counts_model_and_decode(
         "read": corpus.read,
         "summarized": corpus.summarized,
         "dead_lettered": sum(corpus.reasons.values()),
+        "reused": 0,
+        "decoded": corpus.summarized,
     }
     assert manifest["dead_letters_by_reason"] == dict(corpus.reasons)
     assert manifest["decode"]["max_len"] == 6 and manifest["decode"]["beam_size"] == 2

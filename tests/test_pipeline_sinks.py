@@ -29,6 +29,7 @@ ROW = {
     "truncated": False,
     "replaced_invalid_utf8": True,
     "model_id": "abc",
+    "reuse_key": "0" * 64,
 }
 
 

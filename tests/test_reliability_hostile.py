@@ -87,6 +87,8 @@ def test_every_hostile_record_comes_out_once_with_its_outcome(hostile: Measured)
         "read": len(hostile.corpus.records),
         "summarized": len(rows),
         "dead_lettered": len(dead),
+        "reused": 0,
+        "decoded": len(rows),
     }
     assert manifest["counters"]["records_read"] == len(hostile.corpus.records)
 

@@ -185,6 +185,8 @@ def assert_complete(output: Path, corpus: Corpus) -> None:
         "read": len(corpus.ids),
         "summarized": len(corpus.ids),
         "dead_lettered": 0,
+        "reused": 0,
+        "decoded": len(corpus.ids),
     }
     ids = summarized_ids(output)
     assert set(ids) == corpus.ids, "documents missing or foreign"

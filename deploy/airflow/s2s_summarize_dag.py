@@ -8,8 +8,12 @@ project). Set the constants below. The Airflow worker only launches the job and 
 Idempotent: the output directory is the run date (``{{ ds }}``) and ``--if_finished skip``
 turns a re-run of a finished date into a no-op that exits 0; a failed run leaves no
 ``_SUCCESS.json`` and its retry clears stale shards before writing. ``max_active_runs=1``:
-never two runs at once. Another runner: set ``runner`` and replace the Dataflow options with the
-flags of deploy/flink/flink.options or deploy/spark/spark.options (same names, no dashes).
+never two runs at once. The previous date's output is passed as ``--reuse``: documents it
+summarized with the same model and settings are carried over, not decoded again; where that date
+holds no finished run of this output version (the first date, a failed day, an upgrade),
+``--if_reuse_unusable skip`` runs without it, with a warning. Another runner: set ``runner`` and
+replace the Dataflow options with the flags of deploy/flink/flink.options or
+deploy/spark/spark.options (same names, no dashes).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ PIPELINE_OPTIONS = {
     "input": BUCKET + "/incoming/{{ ds }}/",
     "output": BUCKET + "/summaries/{{ ds }}",
     "if_finished": "skip",
+    "reuse": BUCKET + "/summaries/{{ macros.ds_add(ds, -1) }}",
+    "if_reuse_unusable": "skip",
     "id_field": "id",
     # Dataflow: the worker image, and one torch thread per SDK process with one process per
     # vCPU (Dataflow's default for Python) running one bundle at a time.
