@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo model bench clean
+.PHONY: setup test lint demo model bench bench-gpu clean
 
 DEMO_OUT ?= out/demo
 
@@ -43,3 +43,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# What only a GPU can show (CUDA vs CPU agreement, bf16, GPU throughput, host syncs, a real
+# out-of-memory, training): run on an NVIDIA GPU machine with a CUDA torch, no venv needed.
+# Figures go to benchmarks/results/gpu/gpu.json; at most 8 minutes.
+bench-gpu:
+	PYTHONPATH=. python3 -m benchmarks.gpu --out benchmarks/results/gpu

@@ -66,11 +66,9 @@ def test_ten_times_the_lines_in_nearly_the_same_memory(
 
 
 def _graph_problems(tmp_path: Path, *extra: str) -> list[str]:
-    options = parse_options(
-        ["--input", "x", "--output", str(tmp_path), "--progress_dir", str(tmp_path), *extra]
-    )
+    options = parse_options(["--input", "x", "--output", str(tmp_path), *extra])
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=DecodeConfig())
+    build_pipeline(p, options, decode=DecodeConfig(), progress_dir=str(tmp_path))
     proto = p.to_runner_api()
     transforms = proto.components.transforms
     producers = {pcoll: t.unique_name for t in transforms.values() for pcoll in t.outputs.values()}

@@ -19,6 +19,7 @@ SCORE_TOLERANCE = 1e-5
 def _args(corpus: Path, output: Path, model: Path, *extra: str) -> list[str]:
     return [
         "--input", str(corpus / "*.txt"), "--output", str(output), "--model", str(model),
+        "--device", "cpu",
         "--beam_size", "3", "--max_len", "8", "--length_penalty", "wu", "--alpha", "0.6",
         "--max_src_tokens", "48", *extra,
     ]  # fmt: skip

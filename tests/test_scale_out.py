@@ -218,7 +218,7 @@ def job_service_and_pool(tmp_path: Path) -> Iterator[tuple[int, int, int]]:
 
 def _args(corpus: Corpus, output: Path, model: Path, *extra: str) -> list[str]:
     return ["--input", corpus.pattern, "--output", str(output), "--model", str(model),
-            "--id_field", "id", *DECODE_FLAGS, *extra]  # fmt: skip
+            "--id_field", "id", "--device", "cpu", *DECODE_FLAGS, *extra]  # fmt: skip
 
 
 @pytest.mark.slow
