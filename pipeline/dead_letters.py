@@ -12,6 +12,8 @@ from typing import NamedTuple
 from apache_beam.metrics.metric import Metrics
 
 METRICS_NAMESPACE = "s2s"
+# Rows that --reuse carried over from an earlier run (pipeline/reuse.py).
+REUSED_COUNTER = "documents_reused"
 RAW_EXCERPT_CHARS = 1000
 DETAIL_CHARS = 2000
 

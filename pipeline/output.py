@@ -15,8 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
-from pipeline.dead_letters import METRICS_NAMESPACE, REASONS
-from pipeline.reuse import reuse_counts
+from pipeline.dead_letters import METRICS_NAMESPACE, REASONS, REUSED_COUNTER
 from pipeline.sinks import (
     DEAD_LETTER_DIR,
     LOCAL_SCHEMES,
@@ -141,6 +140,15 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
             "dead_letter": _relative(dead_files, output),
         },
     }
+
+
+def reuse_counts(summarized: int, counters: dict[str, int] | None) -> dict[str, int | None]:
+    """``reused`` (rows carried over by --reuse) and ``decoded`` (rows decoded): None where the
+    runner reports no metrics."""
+    if counters is None:
+        return {"reused": None, "decoded": None}
+    reused = counters.get(REUSED_COUNTER, 0)
+    return {"reused": reused, "decoded": summarized - reused}
 
 
 def check_dead_letters(accounting: dict[str, Any], limit: float, output: str) -> None:

@@ -46,7 +46,7 @@ from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter
+from pipeline.dead_letters import METRICS_NAMESPACE, REUSED_COUNTER, DeadLetter
 from pipeline.progress import REUSED_PREFIX, ReportProgress
 from pipeline.sinks import success_path, summary_schema
 from pipeline.sources import Document, Record
@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 KEY_VERSION = 1
 KEY_COLUMN = "reuse_key"
-REUSED_COUNTER = "documents_reused"
 # The two streams of the join, and the output of records the model still has to see.
 DOCUMENTS, EARLIER, REUSED, TO_DECODE = "documents", "earlier", "reused", "to_decode"
 # Keys of read failures: never a sha256 hex, so they match no earlier row.
@@ -290,22 +289,12 @@ class ReuseOrSummarize(beam.PTransform):
         return {SUMMARIES: summaries, DEAD_LETTER: outputs[DEAD_LETTER]}
 
 
-def reuse_counts(summarized: int, counters: dict[str, int] | None) -> dict[str, int | None]:
-    """``reused`` (rows carried over) and ``decoded`` (rows decoded): None where the runner
-    reports no metrics."""
-    if counters is None:
-        return {"reused": None, "decoded": None}
-    reused = counters.get(REUSED_COUNTER, 0)
-    return {"reused": reused, "decoded": summarized - reused}
-
-
 __all__ = [
     "KEY_COLUMN",
     "AnswerSettings",
     "ReuseOrSummarize",
     "RowKeys",
     "earlier_summary_files",
-    "reuse_counts",
     "unusable_reason",
     "usable_directories",
 ]
