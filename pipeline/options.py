@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import typing
 from collections.abc import Sequence
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
 
 from s2s_model import DecodeConfig, RuntimeSettings
 from s2s_model.config import (
@@ -33,6 +39,7 @@ IF_REUSE_UNUSABLE = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_BATCH_WINDOW = 512
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
+LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 # An unknown flag this close to one of ours is a typo, not a runner-specific pass-through flag.
 TYPO_CUTOFF = 0.8
 # How close a suggestion must be when an unknown flag is refused anyway.
@@ -241,6 +248,14 @@ class SummarizeOptions(PipelineOptions):
             " than fp32 elsewhere)",
         )
         group.add_argument(
+            "--search_threads",
+            type=_non_negative_int,
+            default=0,
+            help="searches each worker runs at once in threads (same summaries; each thread"
+            " keeps one core busy); 0: one per core when the job runs in one local worker (the"
+            " default local run), else 1",
+        )
+        group.add_argument(
             "--no_refill",
             dest="refill",
             action="store_false",
@@ -261,9 +276,21 @@ class SummarizeOptions(PipelineOptions):
                 refill=self.refill,
                 quantize=self.quantize,
                 precision=self.precision,
+                search_threads=self.search_threads or self._default_search_threads(),
             )
         except ValueError as err:
             raise OptionsError(f"bad runtime flags: {err}") from None
+
+    def _default_search_threads(self) -> int:
+        """All cores by default: a local job in one worker process (Beam's default) runs one
+        search per core, so the model loads once and every core decodes (measured faster than
+        as many worker processes, which each import torch and load the model). Anything else
+        (several local workers, a distributed runner's workers) gets one search per worker."""
+        runner = self.view_as(StandardOptions).runner
+        name = runner if isinstance(runner, str) else type(runner).__name__
+        local = runner is None or name.lower() in LOCAL_RUNNERS  # None: the local default
+        workers = self.view_as(DirectOptions).direct_num_workers
+        return max(1, os.cpu_count() or 1) if local and workers in (None, 1) else 1
 
     def decode_overrides(self) -> dict[str, Any]:
         """The decode flags given on the command line (those left at None are not)."""

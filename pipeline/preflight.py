@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.model_handler import load_summarizer
-from pipeline.options import OptionsError, SummarizeOptions, parse_options
+from pipeline.options import LOCAL_RUNNERS, OptionsError, SummarizeOptions, parse_options
 from pipeline.output import MANIFEST_VERSION
 from pipeline.reuse import usable_directories
 from pipeline.sinks import success_path
@@ -24,7 +24,6 @@ from s2s_model.device import DeviceError, resolve_device
 from s2s_model.errors import S2SError, one_line
 
 DEFAULT_RUNNER = "FnApiRunner"
-LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 
 
 class PreflightError(S2SError):

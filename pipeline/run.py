@@ -316,12 +316,14 @@ def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> 
         return finished
     plan = preflight(options)
     logger.info(
-        "summarizing %d shard(s) with model %s (%s) on %s (device %s) into %s",
+        "summarizing %d shard(s) with model %s (%s) on %s (device %s, %d search thread(s) per"
+        " worker) into %s",
         plan.shards,
         plan.model,
         plan.fingerprint,
         plan.runner,
         plan.device,
+        plan.settings.search_threads,
         plan.output,
     )
     return run_plan(options, plan, on_progress)

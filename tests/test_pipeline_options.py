@@ -83,3 +83,20 @@ def test_an_unknown_flag_followed_by_a_value_is_refused_not_read_as_an_input() -
     assert inputs_as_flags(["in.txt", "--flink_conf_dir=/etc/flink"]) == [
         "--input", "in.txt", "--flink_conf_dir=/etc/flink",
     ]  # fmt: skip
+
+
+def test_all_cores_by_default_on_one_local_worker_and_one_search_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+
+    def threads(*flags: str) -> int:
+        options = parse_options(["--input", "x", "--output", "y", *flags])
+        return options.runtime_settings().search_threads
+
+    assert threads() == 6
+    assert threads("--runner", "FnApiRunner") == 6
+    assert threads("--direct_num_workers", "2") == 1
+    assert threads("--runner", "DataflowRunner") == 1
+    assert threads("--search_threads", "3") == 3
+    assert threads("--runner", "DataflowRunner", "--search_threads", "2") == 2
