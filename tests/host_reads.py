@@ -10,9 +10,12 @@ GPU each of these waits for the device to finish all queued work.
 
 Counted: ``.item()``, ``.tolist()``, ``.numpy()``, ``bool()``, ``int()``, ``float()``,
 ``operator.index()`` on a tensor; ``nonzero``, ``masked_select``, ``unique``, ``argwhere``; indexing
-(read or write) with a boolean tensor; ``.cpu()`` and ``.to('cpu')``. Reads of tensors the code
-itself built on the host are counted too (on the CPU there is no telling them apart), so the
-figure is an upper bound on the syncs a GPU would see.
+(read or write) with a boolean tensor; ``.cpu()``; ``.to()`` from another device to the CPU.
+Reads of small tensors the code built on the host itself (lengths) are counted too, since on the
+CPU there is no telling them apart, so the figure is an upper bound on the syncs of a GPU run.
+Uploads (``.to(device)``, ``torch.tensor(..., device=...)``) are not reads; on a CPU run a
+``.to(device)`` cannot be told from a ``.to('cpu')``, so ``.to()`` counts only when it moves
+data from another device.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class HostReads(TorchFunctionMode):
 def _is_read(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
     if func in _READS:
         return True
-    if func is torch.Tensor.to:
+    if func is torch.Tensor.to and args[0].device.type != "cpu":
         return any(_is_cpu(a) for a in [*args[1:], kwargs.get("device")])
     if func in _INDEXING and len(args) > 1:
         return any(_is_mask(i) for i in _indices(args[1]))
