@@ -23,7 +23,9 @@ The search stays on the device: finished hypotheses are kept in device tensors (
 ``n_best`` best so far) and read back once, together, after their documents leave; rules apply
 with ``torch.where`` rather than host-side branches; lengths the host knows stay on the host. A
 step reads one thing back, the (B,) flags of the documents that are done, plus a few reads when
-documents are admitted (``tests/test_host_reads.py`` holds this to at most 2 per step).
+documents are admitted (``tests/test_host_reads.py`` holds this to at most 2 per step). None of
+this changes a result: scores are computed in float64 on the device as the host would, and ties
+between finished hypotheses still go to the one that finished first.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class SearchStats:
     Attributes:
         source_tokens: real source positions attended, per document and step.
         padded_source_tokens: positions attended, padding included (documents x longest).
-        steps: decoding steps run.
+        steps: decoding steps run: calls to the decoder, each over the whole active batch.
     """
 
     source_tokens: int = 0
@@ -284,8 +286,16 @@ def _unpack(row: list[float], n: int) -> list[Hypothesis]:
 
 
 _PER_DOCUMENT = (
-    *("steps", "beam_lp", "max_lens", "floor", "count", "bound"),
-    *("kept_score", "kept_lp", "kept_len", "kept_tokens"),
+    "steps",
+    "beam_lp",
+    "max_lens",
+    "floor",
+    "count",
+    "bound",
+    "kept_score",
+    "kept_lp",
+    "kept_len",
+    "kept_tokens",
 )
 
 

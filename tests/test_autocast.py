@@ -86,4 +86,3 @@ def test_encoder_outputs_come_back_in_input_order() -> None:
         torch.testing.assert_close(outputs[row, :length], alone[0])
         assert not outputs[row, length:].any()
         torch.testing.assert_close(h[:, row], h_alone[:, 0])
-
