@@ -41,6 +41,7 @@ from s2s_model.config import DecodeConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from s2s_model.transfer import upload
 
 NEG_INF = float("-inf")
 
@@ -242,7 +243,7 @@ class _Active:
 
     def keep(self, keep: list[int], beams: int) -> _Active:
         """Only the documents at positions ``keep``; the source axis shrinks to the longest."""
-        keep_docs = torch.tensor(keep, device=self.history.device)
+        keep_docs = upload(keep, self.history.device)
         rows = keep_docs.unsqueeze(1) * beams + torch.arange(beams, device=keep_docs.device)
         rows = rows.flatten()
         src_lens = [self.src_lens[i] for i in keep]
@@ -312,7 +313,7 @@ class _Results:
 
     def leave(self, active: _Active, positions: list[int]) -> None:
         """Take the results of the active documents at ``positions`` (no host read)."""
-        index = torch.tensor(positions, device=active.history.device)
+        index = upload(positions, active.history.device)
         fields = (
             active.count.unsqueeze(1),
             active.kept_score,
@@ -421,7 +422,7 @@ class _Rules:
         lengths = range(config.max_len + 3)
         penalties = torch.tensor([config.penalty(i) for i in lengths], dtype=torch.float64)
         extra = 2 if config.compat == "opennmt" else 1
-        return _Rules(config, penalties.to(device), extra)
+        return _Rules(config, upload(penalties, device), extra)
 
 
 def _admissible(
@@ -483,10 +484,10 @@ def _admit(
         history=src.new_full((b * beams, width), PAD_ID),
         steps=torch.zeros(b, dtype=torch.long, device=device),
         beam_lp=beam_lp,
-        max_lens=torch.tensor(max_lens, device=device),
+        max_lens=upload(max_lens, device),
         floor=torch.full((b,), NEG_INF, device=device),
         count=torch.zeros(b, dtype=torch.long, device=device),
-        bound=torch.tensor([config.penalty(m + 1) for m in max_lens], device=device),
+        bound=upload([config.penalty(m + 1) for m in max_lens], device),
         kept_score=torch.full((b, n), NEG_INF, dtype=torch.float64, device=device),
         kept_lp=torch.zeros((b, n), device=device),
         kept_len=torch.zeros((b, n), dtype=torch.long, device=device),
@@ -666,4 +667,4 @@ def _hypothesis(tokens: list[int], log_prob: float, config: DecodeConfig) -> Hyp
 
 def _max_lens(src_lens: list[int], config: DecodeConfig, device: torch.device) -> Tensor:
     """(B,) per-document maximum summary length from the true (unpadded) source lengths."""
-    return torch.tensor([config.max_len_for(n) for n in src_lens], device=device)
+    return upload([config.max_len_for(n) for n in src_lens], device)
