@@ -6,9 +6,15 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import (
+    PackedSequence,
+    invert_permutation,
+    pack_padded_sequence,
+    pad_packed_sequence,
+)
 
 from s2s_model.config import ModelConfig
+from s2s_model.transfer import upload
 
 
 class Encoder(nn.Module):
@@ -38,9 +44,7 @@ class Encoder(nn.Module):
             states h, c (L, B, H): forward and backward directions concatenated per layer.
         """
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
-        packed = pack_padded_sequence(
-            embedded, _on_host(src_len), batch_first=True, enforce_sorted=False
-        )
+        packed = _pack(embedded, _on_host(src_len))
         with _full_precision(embedded.device):
             packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D), in input order
         return self._unpack(packed_out), self._merge_directions(h), self._merge_directions(c)
@@ -67,6 +71,18 @@ class Encoder(nn.Module):
 def _on_host(lengths: Tensor) -> Tensor:
     """``lengths`` on the host, as packing needs them (no copy, and no sync, if already there)."""
     return lengths if lengths.device.type == "cpu" else lengths.cpu()
+
+
+def _pack(embedded: Tensor, lengths: Tensor) -> PackedSequence:
+    """(B, S, E) padded inputs and their (B,) host lengths -> a packed batch, longest first.
+
+    What ``pack_padded_sequence(..., enforce_sorted=False)`` does, but its order goes to the
+    device from pinned memory without waiting for the device.
+    """
+    lengths, order = torch.sort(lengths.to(torch.int64), descending=True)
+    order = upload(order, embedded.device)
+    packed = pack_padded_sequence(embedded.index_select(0, order), lengths, batch_first=True)
+    return PackedSequence(packed.data, packed.batch_sizes, order, invert_permutation(order))
 
 
 def _full_precision(device: torch.device) -> AbstractContextManager[object]:
