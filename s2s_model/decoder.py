@@ -137,8 +137,8 @@ class Decoder(nn.Module):
             return F.log_softmax(logits, dim=-1)
         p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
         src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
-        gen_probs = torch.softmax(logits, dim=-1)  # (N, C)
-        probs = p_gen * gen_probs + (1.0 - p_gen) * _copy_probs(gen_probs, src, align)
+        copy_probs = _copy_probs(logits, src, align)  # (N, C)
+        probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
         # The floor keeps log finite; ids a document may not emit go back to -inf.
         return _allow(torch.log(probs.clamp_min(MIN_PROB)), memory)
 
@@ -173,17 +173,17 @@ class Decoder(nn.Module):
         return torch.searchsorted(memory.vocab, memory.src.contiguous())
 
 
-def _copy_probs(gen_probs: Tensor, src: Tensor, align: Tensor) -> Tensor:
+def _copy_probs(logits: Tensor, src: Tensor, align: Tensor) -> Tensor:
     """(N, C) copy distribution: each row's attention ``align`` (N, S) summed onto the columns
-    ``src`` (N, S) of its source tokens.
+    ``src`` (N, S) of its source tokens, shaped like ``logits`` (N, C).
 
-    Built in the wider of the two dtypes autocast gave ``gen_probs`` and ``align``: CUDA's policy
-    runs softmax in fp32 while the logits are bf16, and an in-place ``scatter_add_`` refuses
-    mixed dtypes. Where both are the same (fp32, or CPU bf16 autocast) nothing changes.
+    Built in the wider of the dtypes autocast gave ``logits`` and ``align``: CUDA's policy runs
+    softmax in fp32 while matrix products (the logits) are bf16, and an in-place
+    ``scatter_add_`` refuses mixed dtypes. Where both are the same (fp32, or CPU bf16 autocast,
+    whose softmax stays bf16) nothing changes.
     """
-    dtype = torch.promote_types(gen_probs.dtype, align.dtype)
-    copy = torch.zeros(gen_probs.shape, dtype=dtype, device=gen_probs.device)
-    return copy.scatter_add_(1, src, align.to(dtype))
+    dtype = torch.promote_types(logits.dtype, align.dtype)
+    return torch.zeros_like(logits, dtype=dtype).scatter_add_(1, src, align.to(dtype))
 
 
 def _allow(scores: Tensor, memory: Memory) -> Tensor:
