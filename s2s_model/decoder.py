@@ -183,7 +183,7 @@ def _copy_probs(logits: Tensor, src: Tensor, align: Tensor) -> Tensor:
     whose softmax stays bf16) nothing changes.
     """
     dtype = torch.promote_types(logits.dtype, align.dtype)
-    return torch.zeros_like(logits, dtype=dtype).scatter_add_(1, src, align.to(dtype))
+    return logits.new_zeros(logits.shape, dtype=dtype).scatter_add_(1, src, align.to(dtype))
 
 
 def _allow(scores: Tensor, memory: Memory) -> Tensor:
