@@ -137,7 +137,7 @@ class Decoder(nn.Module):
             return F.log_softmax(logits, dim=-1)
         p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
         src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
-        copy_probs = torch.zeros_like(logits).scatter_add_(1, src, align)  # (N, C)
+        copy_probs = _copy_probs(logits, src, align)  # (N, C)
         probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
         # The floor keeps log finite; ids a document may not emit go back to -inf.
         return _allow(torch.log(probs.clamp_min(MIN_PROB)), memory)
@@ -171,6 +171,19 @@ class Decoder(nn.Module):
             return memory.src
         # A document's source ids are always in its shortlist, so each has a column in vocab.
         return torch.searchsorted(memory.vocab, memory.src.contiguous())
+
+
+def _copy_probs(logits: Tensor, src: Tensor, align: Tensor) -> Tensor:
+    """(N, C) copy distribution: each row's attention ``align`` (N, S) summed onto the columns
+    ``src`` (N, S) of its source tokens, shaped like ``logits`` (N, C).
+
+    Built in the wider of the dtypes autocast gave ``logits`` and ``align``: CUDA's policy runs
+    softmax in fp32 while matrix products (the logits) are bf16, and an in-place
+    ``scatter_add_`` refuses mixed dtypes. Where both are the same (fp32, or CPU bf16 autocast,
+    whose softmax stays bf16) nothing changes.
+    """
+    dtype = torch.promote_types(logits.dtype, align.dtype)
+    return logits.new_zeros(logits.shape, dtype=dtype).scatter_add_(1, src, align.to(dtype))
 
 
 def _allow(scores: Tensor, memory: Memory) -> Tensor:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import (
+    PackedSequence,
+    invert_permutation,
+    pack_padded_sequence,
+    pad_packed_sequence,
+)
 
 from s2s_model.config import ModelConfig
+from s2s_model.transfer import upload
 
 
 class Encoder(nn.Module):
@@ -36,15 +44,21 @@ class Encoder(nn.Module):
             states h, c (L, B, H): forward and backward directions concatenated per layer.
         """
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
-        packed = pack_padded_sequence(
-            embedded, src_len.cpu(), batch_first=True, enforce_sorted=False
-        )
-        # Under CPU bf16 autocast, oneDNN's bf16 LSTM fails on CPUs without native bf16 ("could
-        # not create a primitive descriptor"): the encoder's LSTM stays fp32 on the CPU.
-        with torch.autocast("cpu", enabled=False):
-            packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D)
-        outputs, _ = pad_packed_sequence(packed_out, batch_first=True)  # (B, S', H)
-        return outputs, self._merge_directions(h), self._merge_directions(c)
+        packed = _pack(embedded, _on_host(src_len))
+        with _full_precision(embedded.device):
+            packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D), in input order
+        return self._unpack(packed_out), self._merge_directions(h), self._merge_directions(c)
+
+    @staticmethod
+    def _unpack(packed: PackedSequence) -> Tensor:
+        """Packed outputs -> (B, S', H) in input order. ``pad_packed_sequence`` would also read
+        the sorting indices back to the host to reorder lengths nobody uses; reordering here
+        reads nothing."""
+        plain = PackedSequence(packed.data, packed.batch_sizes)
+        outputs, _ = pad_packed_sequence(plain, batch_first=True)  # (B, S', H), sorted
+        if packed.unsorted_indices is None:
+            return outputs
+        return outputs.index_select(0, packed.unsorted_indices)
 
     def _merge_directions(self, state: Tensor) -> Tensor:
         """(L * D, B, H / D) -> (L, B, H): per layer, [forward; backward] (OpenNMT-py's layout)."""
@@ -52,6 +66,34 @@ class Encoder(nn.Module):
             return state
         layers, batch, half = state.size(0) // 2, state.size(1), state.size(2)
         return state.view(layers, 2, batch, half).transpose(1, 2).reshape(layers, batch, 2 * half)
+
+
+def _on_host(lengths: Tensor) -> Tensor:
+    """``lengths`` on the host, as packing needs them (no copy, and no sync, if already there)."""
+    return lengths if lengths.device.type == "cpu" else lengths.cpu()
+
+
+def _pack(embedded: Tensor, lengths: Tensor) -> PackedSequence:
+    """(B, S, E) padded inputs and their (B,) host lengths -> a packed batch, longest first.
+
+    What ``pack_padded_sequence(..., enforce_sorted=False)`` does, but its order goes to the
+    device from pinned memory without waiting for the device.
+    """
+    lengths, order = torch.sort(lengths.to(torch.int64), descending=True)
+    order = upload(order, embedded.device)
+    packed = pack_padded_sequence(embedded.index_select(0, order), lengths, batch_first=True)
+    return PackedSequence(packed.data, packed.batch_sizes, order, invert_permutation(order))
+
+
+def _full_precision(device: torch.device) -> AbstractContextManager[object]:
+    """Autocast off on ``device``: the encoder's LSTM runs in its weights' dtype (fp32) under
+    any policy. CUDA's autocast would run cuDNN's LSTM in fp16 whatever the autocast dtype, and
+    CPU bf16 autocast takes oneDNN's bf16 LSTM, which fails on CPUs without native bf16 ("could
+    not create a primitive descriptor"). The encoder runs once per document, so fp32 costs
+    little."""
+    if not torch.amp.is_autocast_available(device.type):
+        return nullcontext()
+    return torch.autocast(device.type, enabled=False)
 
 
 def lengths_mask(lengths: Tensor, max_len: int) -> Tensor:

@@ -13,6 +13,7 @@ from s2s_model.decoder import Decoder
 from s2s_model.encoder import Encoder, lengths_mask
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, PAD_ID
+from s2s_model.transfer import upload
 
 
 class TeacherForced(NamedTuple):
@@ -55,7 +56,7 @@ class Seq2Seq(nn.Module):
         memory = Memory(
             outputs=outputs,
             keys=self.decoder.attention.keys(outputs),
-            mask=lengths_mask(src_len.to(outputs.device), max_len),
+            mask=upload(lengths_mask(src_len, max_len), outputs.device),
             src=src[:, :max_len],
         )
         batch = src.size(0)

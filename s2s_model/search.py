@@ -18,13 +18,21 @@ Semantics (they are the contract tests check):
 - PAD and BOS are never emitted; with ``ban_unk`` neither is UNK;
 - ``score = log_prob / penalty(len)`` where ``len`` counts the tokens plus EOS;
 - ``no_repeat_ngram_size = n`` forbids any n-gram from occurring twice in a hypothesis.
+
+The search stays on the device: finished hypotheses are kept in device tensors (each document's
+``n_best`` best so far) and read back once, together, after their documents leave; rules apply
+with ``torch.where`` rather than host-side branches; lengths the host knows stay on the host. A
+step reads one thing back, the (B,) flags of the documents that are done, plus a few reads when
+documents are admitted (``tests/test_host_reads.py`` holds this to at most 2 per step). None of
+this changes a result: scores are computed in float64 on the device as the host would, and ties
+between finished hypotheses still go to the one that finished first.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -33,6 +41,7 @@ from s2s_model.config import DecodeConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from s2s_model.transfer import upload
 
 NEG_INF = float("-inf")
 
@@ -53,7 +62,7 @@ def constrain(
     max_lens: Tensor,
     config: DecodeConfig,
     vocab: Tensor | None = None,
-) -> Tensor:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Apply the decoding rules to one step's log-probabilities, in place.
 
     Args:
@@ -65,8 +74,10 @@ def constrain(
             always holds the special ids, so they keep their own columns.
 
     Returns:
-        ``log_probs`` with forbidden tokens at -inf. A row whose every token is forbidden gets
-        EOS back, so no hypothesis is left without a way to end.
+        ``log_probs`` with forbidden tokens at -inf; ``forced`` (N,) bool, the rows that may
+        only end: at their maximum length, or with every token forbidden (so no hypothesis is
+        left without a way to end); and ``eos`` (N,), the log-probability of EOS in such a row.
+        Apply ``force_eos`` to whatever is picked from ``log_probs``.
     """
     eos = log_probs[:, EOS_ID].clone()  # (N,)
     banned = [PAD_ID, BOS_ID] + ([UNK_ID] if config.ban_unk else [])
@@ -74,7 +85,7 @@ def constrain(
     if config.min_len:
         log_probs[:, EOS_ID] = log_probs[:, EOS_ID].masked_fill(steps < config.min_len, NEG_INF)
     # Rows at their maximum length: EOS is forced (OpenNMT-py instead ends them as they are).
-    reopen = (
+    forced = (
         max_lens <= steps
         if config.compat != "opennmt"
         else torch.zeros_like(steps, dtype=torch.bool)
@@ -82,11 +93,24 @@ def constrain(
     if config.no_repeat_ngram_size:
         log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size, vocab)
         # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
-        reopen = reopen | torch.isinf(log_probs).all(dim=-1)
-    if bool(reopen.any()):
-        log_probs[reopen] = NEG_INF
-        log_probs[reopen, EOS_ID] = eos[reopen]
-    return log_probs
+        forced = forced | torch.isinf(log_probs).all(dim=-1)
+    return log_probs, forced, eos
+
+
+def force_eos(
+    values: Tensor, columns: Tensor, forced: Tensor, eos: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The best ``values`` (N, k) and ``columns`` (N, k) picked per row, with each ``forced``
+    (N,) row's replaced by its only choice: EOS with log-prob ``eos`` (N,), then -inf.
+
+    The same as picking from rows set to -inf but for EOS, without a pass over (N, C) or a host
+    branch: picks at -inf never finish nor continue a live hypothesis, so which column they
+    name does not matter (EOS here).
+    """
+    only = torch.full_like(values, NEG_INF)
+    only[:, 0] = eos
+    row = forced.unsqueeze(1)
+    return torch.where(row, only, values), torch.where(row, EOS_ID, columns)
 
 
 def _ban_repeated_ngrams(
@@ -124,24 +148,31 @@ def greedy_search(
     """
     memory, state = model.encode(src, src_len)
     batch = src.size(0)
-    max_lens = _max_lens(src_len, config).to(src.device)
-    history = src.new_full((batch, _width(config)), PAD_ID)
+    max_lens = _max_lens(src_len.tolist(), config, src.device)
+    history = src.new_full((batch, config.max_len), PAD_ID)
     total = torch.zeros(batch, device=src.device, dtype=torch.float32)
-    finished: list[Hypothesis | None] = [None] * batch
+    ended = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    end_lp, end_len = torch.zeros_like(total), torch.zeros_like(max_lens)
     last = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
+    picks: list[Tensor] = []
     step = 0
-    while any(h is None for h in finished):
+    while not bool(ended.all()):  # the one host read per step
         log_probs, state = model.decode_step(last, state, memory)
         steps = torch.full_like(max_lens, step)
-        step_lp, last = constrain(log_probs, history, steps, max_lens, config).max(dim=-1)
+        log_probs, forced, eos = constrain(log_probs, history, steps, max_lens, config)
+        step_lp, picked = force_eos(*log_probs.max(dim=-1, keepdim=True), forced, eos)
+        step_lp, last = step_lp.squeeze(1), picked.squeeze(1)
         total = total + step_lp.float()
-        for row in (last == EOS_ID).nonzero().flatten().tolist():
-            if finished[row] is None:
-                tokens = history[row, history.size(1) - step :].tolist()
-                finished[row] = _hypothesis(tokens, float(total[row]), config)
+        ending = (last == EOS_ID) & ~ended
+        end_lp = torch.where(ending, total, end_lp)
+        end_len = torch.where(ending, step, end_len)
+        ended = ended | ending
+        picks.append(last)
         history = torch.cat([history[:, 1:], last.unsqueeze(1)], dim=1)
         step += 1
-    return [[h] for h in finished if h is not None]
+    emitted = torch.stack(picks, dim=1) if picks else src.new_zeros(batch, 0)  # (B, T)
+    rows = zip(emitted.tolist(), end_len.tolist(), end_lp.tolist(), strict=True)
+    return [[_hypothesis(tokens[:length], lp, config)] for tokens, length, lp in rows]
 
 
 @dataclass
@@ -154,7 +185,7 @@ class SearchStats:
     Attributes:
         source_tokens: real source positions attended, per document and step.
         padded_source_tokens: positions attended, padding included (documents x longest).
-        steps: decoding steps run.
+        steps: decoding steps run: calls to the decoder, each over the whole active batch.
     """
 
     source_tokens: int = 0
@@ -174,64 +205,137 @@ class SearchStats:
         self.padded_source_tokens += other.padded_source_tokens
         self.steps += other.steps
 
-    def count(self, src_len: Tensor, longest: int) -> None:
-        """Record one step over documents with source lengths ``src_len`` (B,)."""
-        self.source_tokens += int(src_len.sum())
-        self.padded_source_tokens += src_len.numel() * longest
+    def count(self, src_lens: Sequence[int], longest: int) -> None:
+        """Record one step (one decoder call) over documents with source lengths ``src_lens``."""
+        self.source_tokens += sum(src_lens)
+        self.padded_source_tokens += len(src_lens) * longest
         self.steps += 1
 
 
 @dataclass
 class _Active:
-    """The documents being searched, K rows each, document-major."""
+    """The documents being searched, K rows each, document-major; N = B * K rows.
+
+    ``docs`` and ``src_lens`` live on the host (the host decides who joins and leaves); every
+    tensor lives on the device. Each document keeps its ``n_best`` best finished hypotheses so
+    far, best first, ties in the order they finished: all that its result needs.
+    """
 
     docs: list[int]  # original index of each active document
-    src_len: Tensor  # (B,)
+    src_lens: list[int]  # source length of each
     memory: Memory
     state: DecoderState
-    history: Tensor  # (B * K, W) right-aligned, PAD on the left
+    history: Tensor  # (N, W) right-aligned, PAD on the left
     steps: Tensor  # (B,) tokens emitted so far
     beam_lp: Tensor  # (B, K) cumulative log-probabilities
     max_lens: Tensor  # (B,)
     floor: Tensor  # (B,) n_best-th finished score, -inf until there are n_best
     count: Tensor  # (B,) finished hypotheses so far
     bound: Tensor  # (B,) penalty(max_len + 1): the largest a hypothesis can get
+    kept_score: Tensor  # (B, n_best) float64 scores of the best finished, -inf in empty slots
+    kept_lp: Tensor  # (B, n_best) their log-probabilities
+    kept_len: Tensor  # (B, n_best) their token counts
+    kept_tokens: Tensor  # (B, n_best, W + 1) their tokens, right-aligned
 
-    def keep(self, keep_docs: Tensor, beams: int) -> _Active:
-        """Only the documents ``keep_docs``; the source axis shrinks to the longest kept."""
+    def per_document(self) -> dict[str, Tensor]:
+        """The tensors with one row per document, by field name."""
+        return {name: getattr(self, name) for name in _PER_DOCUMENT}
+
+    def keep(self, keep: list[int], beams: int) -> _Active:
+        """Only the documents at positions ``keep``; the source axis shrinks to the longest."""
+        keep_docs = upload(keep, self.history.device)
         rows = keep_docs.unsqueeze(1) * beams + torch.arange(beams, device=keep_docs.device)
         rows = rows.flatten()
-        src_len = self.src_len.index_select(0, keep_docs)
-        longest = int(src_len.max()) if src_len.numel() else 0
-        return _Active(
-            docs=[self.docs[i] for i in keep_docs.tolist()],
-            src_len=src_len,
+        src_lens = [self.src_lens[i] for i in keep]
+        longest = max(src_lens, default=0)
+        fields = {k: v.index_select(0, keep_docs) for k, v in self.per_document().items()}
+        return replace(
+            self,
+            docs=[self.docs[i] for i in keep],
+            src_lens=src_lens,
             memory=self.memory.index_select(keep_docs).resize_source(longest),
             state=self.state.index_select(rows).resize_source(longest),
             history=self.history.index_select(0, rows),
-            steps=self.steps.index_select(0, keep_docs),
-            beam_lp=self.beam_lp.index_select(0, keep_docs),
-            max_lens=self.max_lens.index_select(0, keep_docs),
-            floor=self.floor.index_select(0, keep_docs),
-            count=self.count.index_select(0, keep_docs),
-            bound=self.bound.index_select(0, keep_docs),
+            **fields,
         )
 
     def extend(self, other: _Active) -> _Active:
         """These documents, then ``other``'s."""
-        return _Active(
+        theirs = other.per_document()
+        fields = {k: torch.cat([v, theirs[k]]) for k, v in self.per_document().items()}
+        return replace(
+            self,
             docs=self.docs + other.docs,
-            src_len=torch.cat([self.src_len, other.src_len]),
+            src_lens=self.src_lens + other.src_lens,
             memory=Memory.cat(self.memory, other.memory),
             state=DecoderState.cat(self.state, other.state),
             history=torch.cat([self.history, other.history]),
-            steps=torch.cat([self.steps, other.steps]),
-            beam_lp=torch.cat([self.beam_lp, other.beam_lp]),
-            max_lens=torch.cat([self.max_lens, other.max_lens]),
-            floor=torch.cat([self.floor, other.floor]),
-            count=torch.cat([self.count, other.count]),
-            bound=torch.cat([self.bound, other.bound]),
+            **fields,
         )
+
+
+def _unpack(row: list[float], n: int) -> list[Hypothesis]:
+    """One document's packed results: [count, n scores, n log-probs, n lengths, n x (W + 1)
+    right-aligned tokens] -> its hypotheses, best first."""
+    width = (len(row) - 1 - 3 * n) // n
+    hypotheses = []
+    for i in range(min(int(row[0]), n)):
+        end = 1 + 3 * n + (i + 1) * width
+        tokens = [int(t) for t in row[end - int(row[1 + 2 * n + i]) : end]]
+        hypotheses.append(Hypothesis(tokens, row[1 + i], row[1 + n + i]))
+    return hypotheses
+
+
+_PER_DOCUMENT = (
+    "steps",
+    "beam_lp",
+    "max_lens",
+    "floor",
+    "count",
+    "bound",
+    "kept_score",
+    "kept_lp",
+    "kept_len",
+    "kept_tokens",
+)
+
+
+class _Results:
+    """Finished documents' hypotheses: gathered on the device as documents leave, read back
+    to the host in one transfer at the end (or every ``flush_every`` documents)."""
+
+    def __init__(self, documents: int, config: DecodeConfig, flush_every: int = 4096) -> None:
+        self.hypotheses: list[list[Hypothesis]] = [[] for _ in range(documents)]
+        self.n_best = config.n_best
+        self.flush_every = flush_every
+        self._docs: list[int] = []
+        self._packed: list[Tensor] = []
+
+    def leave(self, active: _Active, positions: list[int]) -> None:
+        """Take the results of the active documents at ``positions`` (no host read)."""
+        index = upload(positions, active.history.device)
+        fields = (
+            active.count.unsqueeze(1),
+            active.kept_score,
+            active.kept_lp,
+            active.kept_len,
+            active.kept_tokens.flatten(1),
+        )
+        # float64 holds every field exactly: ids and counts are small integers, log-probs fp32.
+        packed = torch.cat([f.index_select(0, index).double() for f in fields], dim=1)
+        self._docs += [active.docs[p] for p in positions]
+        self._packed.append(packed)
+        if len(self._docs) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read the gathered results back (one host read) and make them ``Hypothesis`` lists."""
+        if not self._docs:
+            return
+        rows = torch.cat(self._packed).tolist()
+        for doc, row in zip(self._docs, rows, strict=True):
+            self.hypotheses[doc] = _unpack(row, self.n_best)
+        self._docs, self._packed = [], []
 
 
 @torch.inference_mode()
@@ -282,18 +386,43 @@ def search_documents(
     if not sources:
         return []
     shortlist = _shortlist(model, config, frequent)
+    rules = _Rules.of(config, sources[0].device)
     pending = deque(range(len(sources)))
-    finished: list[list[Hypothesis]] = [[] for _ in sources]
+    results = _Results(len(sources), config)
     active: _Active | None = None
     while pending or active is not None:
         admitted = _admissible(pending, active, sources, max_batch_tokens)
         if admitted:
-            active = _admit(model, active, admitted, sources, config, shortlist)
+            active = _admit(model, active, admitted, sources, rules, shortlist)
         assert active is not None, "the budget always admits at least one document"
         if stats is not None:
-            stats.count(active.src_len, active.memory.outputs.size(1))
-        active = _step(model, active, finished, config)
-    return [sorted(f, key=lambda h: -h.score)[: config.n_best] for f in finished]
+            stats.count(active.src_lens, active.memory.outputs.size(1))
+        done = _step(model, active, rules)
+        active = _leave(active, done.tolist(), results, config.beam_size)  # the step's one read
+    results.flush()
+    return results.hypotheses
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """A search's settings and what follows from them, made once per search.
+
+    Attributes:
+        penalties: (W + 3,) float64, ``config.penalty(i)`` at index i, on the device: scores
+            are computed there exactly as the host would (float64 division).
+        extra: what the penalty length adds to the tokens: EOS, and for OpenNMT-py BOS too.
+    """
+
+    config: DecodeConfig
+    penalties: Tensor
+    extra: int
+
+    @staticmethod
+    def of(config: DecodeConfig, device: torch.device) -> _Rules:
+        lengths = range(config.max_len + 3)
+        penalties = torch.tensor([config.penalty(i) for i in lengths], dtype=torch.float64)
+        extra = 2 if config.compat == "opennmt" else 1
+        return _Rules(config, upload(penalties, device), extra)
 
 
 def _admissible(
@@ -305,7 +434,7 @@ def _admissible(
     on chunks rather than on one document per step.
     """
     count = 0 if active is None else len(active.docs)
-    longest = 0 if active is None else int(active.src_len.max())
+    longest = 0 if active is None else max(active.src_lens)
     taken: list[int] = []
     while pending:
         length = max(longest, sources[pending[0]].numel())
@@ -325,36 +454,44 @@ def _admit(
     active: _Active | None,
     docs: list[int],
     sources: Sequence[Tensor],
-    config: DecodeConfig,
+    rules: _Rules,
     shortlist: Tensor | None,
 ) -> _Active:
-    """Encode ``docs`` and add them, K fresh rows each, after the active documents."""
-    beams = config.beam_size
-    src_len = torch.tensor([sources[d].numel() for d in docs], device=sources[0].device)
+    """Encode ``docs`` and add them, K fresh rows each, after the active documents.
+
+    Source lengths are known on the host: they go to the encoder as a host tensor, and the
+    per-document limits are computed on the host and uploaded, so admitting reads nothing back.
+    """
+    config, beams, width = rules.config, rules.config.beam_size, rules.config.max_len
+    src_lens = [sources[d].numel() for d in docs]
+    device = sources[0].device
     src = torch.nn.utils.rnn.pad_sequence(
         [sources[d] for d in docs], batch_first=True, padding_value=PAD_ID
     )
-    memory, state = model.encode(src, src_len)
-    max_lens = _max_lens(src_len, config).to(src.device)
+    memory, state = model.encode(src, torch.tensor(src_lens))
     if shortlist is not None:
         allowed = shortlist.unsqueeze(0).repeat(len(docs), 1)  # (b, V)
         memory = memory.with_allowed(allowed.scatter_(1, src, True))
-    beam_lp = torch.full((len(docs), beams), NEG_INF, device=src.device)
+    b, n = len(docs), config.n_best
+    max_lens = [config.max_len_for(length) for length in src_lens]
+    beam_lp = torch.full((b, beams), NEG_INF, device=device)
     beam_lp[:, 0] = 0.0  # all K rows start identical: expand only the first
     fresh = _Active(
         docs=list(docs),
-        src_len=src_len,
+        src_lens=src_lens,
         memory=memory,
         state=state.repeat_rows(beams),
-        history=src.new_full((len(docs) * beams, _width(config)), PAD_ID),
-        steps=torch.zeros_like(src_len),
+        history=src.new_full((b * beams, width), PAD_ID),
+        steps=torch.zeros(b, dtype=torch.long, device=device),
         beam_lp=beam_lp,
-        max_lens=max_lens,
-        floor=torch.full((len(docs),), NEG_INF, device=src.device),
-        count=torch.zeros_like(src_len),
-        bound=torch.tensor(
-            [config.penalty(int(m) + 1) for m in max_lens.tolist()], device=src.device
-        ),
+        max_lens=upload(max_lens, device),
+        floor=torch.full((b,), NEG_INF, device=device),
+        count=torch.zeros(b, dtype=torch.long, device=device),
+        bound=upload([config.penalty(m + 1) for m in max_lens], device),
+        kept_score=torch.full((b, n), NEG_INF, dtype=torch.float64, device=device),
+        kept_lp=torch.zeros((b, n), device=device),
+        kept_len=torch.zeros((b, n), dtype=torch.long, device=device),
+        kept_tokens=src.new_full((b, n, width + 1), PAD_ID),
     )
     return fresh if active is None else active.extend(fresh)
 
@@ -371,14 +508,13 @@ def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) ->
     return mask
 
 
-def _step(
-    model: Seq2Seq, active: _Active, finished: list[list[Hypothesis]], config: DecodeConfig
-) -> _Active | None:
-    """One beam step for every active document; returns those still active (None if none).
+def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
+    """One beam step for every active document, in place; returns (B,) bool: who is done.
 
     Each row's best candidates are taken first, then the document's best among its K rows':
     the same choice as over all K x C at once, without building the (B, K x C) sums.
     """
+    config = rules.config
     beams, batch = config.beam_size, len(active.docs)
     if active.memory.vocab is not None:
         active.memory = model.shortlisted(active.memory)
@@ -387,10 +523,12 @@ def _step(
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
     log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
     row_max = active.max_lens.repeat_interleave(beams)
-    log_probs = constrain(log_probs, active.history, row_steps, row_max, config, memory.vocab)
+    log_probs, forced, eos = constrain(
+        log_probs, active.history, row_steps, row_max, config, memory.vocab
+    )
     opennmt = config.compat == "opennmt"
     width = beams if opennmt else 2 * beams
-    row_lp, row_col = row_topk(log_probs.float(), width)  # (B * K, w)
+    row_lp, row_col = force_eos(*row_topk(log_probs.float(), width), forced, eos)  # (B * K, w)
     per_row = row_lp.size(1)
     candidates = (active.beam_lp.view(-1, 1) + row_lp).view(batch, beams * per_row)
     top_lp, top_idx = candidates.topk(min(width, beams * per_row), dim=1)  # (B, width)
@@ -398,20 +536,24 @@ def _step(
     column = row_col.view(batch, beams * per_row).gather(1, top_idx)
     token = column if memory.vocab is None else memory.vocab[column]
     select = _select_opennmt if opennmt else _select
-    sel_lp, sel_pos, done = select(active, finished, config, top_lp, parent, token)
+    sel_lp, sel_pos, done = select(active, rules, top_lp, parent, token)
 
     doc_base = torch.arange(batch, device=sel_pos.device).unsqueeze(1) * beams
     rows = (doc_base + parent.gather(1, sel_pos)).flatten()  # (B * K,)
     history = active.history.index_select(0, rows)[:, 1:]
     active.history = torch.cat([history, token.gather(1, sel_pos).view(-1, 1)], dim=1)
     active.state, active.beam_lp, active.steps = state.index_select(rows), sel_lp, active.steps + 1
-    if done is None:
-        done = _done(active, config)
-    if bool(done.all()):
+    return _done(active, config) if done is None else done
+
+
+def _leave(active: _Active, done: list[bool], results: _Results, beams: int) -> _Active | None:
+    """The documents ``done`` hand their results over and leave; the rest (None if none)."""
+    if not any(done):
+        return active
+    results.leave(active, [i for i, d in enumerate(done) if d])
+    if all(done):
         return None
-    if bool(done.any()):
-        active = active.keep((~done).nonzero().flatten(), beams)
-    return active
+    return active.keep([i for i, d in enumerate(done) if not d], beams)
 
 
 def row_topk(scores: Tensor, k: int, block: int = 128) -> tuple[Tensor, Tensor]:
@@ -436,31 +578,22 @@ def row_topk(scores: Tensor, k: int, block: int = 128) -> tuple[Tensor, Tensor]:
 
 
 def _select(
-    active: _Active,
-    finished: list[list[Hypothesis]],
-    config: DecodeConfig,
-    top_lp: Tensor,
-    parent: Tensor,
-    token: Tensor,
+    active: _Active, rules: _Rules, top_lp: Tensor, parent: Tensor, token: Tensor
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """fairseq's rule over 2K candidates (B, 2K): EOS among the top K finish, the best K others
     go on. Returns the kept log-probs (B, K), their candidate positions (B, K), and None: the
     caller decides which documents are done once the beams have moved."""
+    beams = rules.config.beam_size
     is_eos = (token == EOS_ID) & torch.isfinite(top_lp)
-    finishing = is_eos.clone()
-    finishing[:, config.beam_size :] = False
-    _finish(active, finished, config, top_lp, parent, token, finishing)
-    sel_lp, sel_pos = top_lp.masked_fill(is_eos, NEG_INF).topk(config.beam_size, dim=1)
+    _finish(
+        active, rules, top_lp[:, :beams], parent[:, :beams], token[:, :beams], is_eos[:, :beams]
+    )
+    sel_lp, sel_pos = top_lp.masked_fill(is_eos, NEG_INF).topk(beams, dim=1)
     return sel_lp, sel_pos, None
 
 
 def _select_opennmt(
-    active: _Active,
-    finished: list[list[Hypothesis]],
-    config: DecodeConfig,
-    top_lp: Tensor,
-    parent: Tensor,
-    token: Tensor,
+    active: _Active, rules: _Rules, top_lp: Tensor, parent: Tensor, token: Tensor
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """OpenNMT-py 3.5's rule over K candidates (B, K): EOS picks finish and their rows die; at
     ``max_len`` every pick finishes as it is (no EOS); a document is done when its best pick
@@ -469,9 +602,9 @@ def _select_opennmt(
     is_eos = (token == EOS_ID) & live
     last_step = (active.steps + 1 >= active.max_lens).unsqueeze(1)  # (B, 1)
     finishing = is_eos | (last_step & live)
-    _finish(active, finished, config, top_lp, parent, token, finishing)
+    _finish(active, rules, top_lp, parent, token, finishing)
     sel_lp = top_lp.masked_fill(finishing, NEG_INF)
-    done = (is_eos[:, 0] & (active.count >= config.n_best)) | last_step.squeeze(1)
+    done = (is_eos[:, 0] & (active.count >= rules.config.n_best)) | last_step.squeeze(1)
     done = done | torch.isinf(sel_lp).all(dim=1)
     positions = torch.arange(top_lp.size(1), device=top_lp.device).expand_as(top_lp)
     return sel_lp, positions, done
@@ -479,34 +612,39 @@ def _select_opennmt(
 
 def _finish(
     active: _Active,
-    finished: list[list[Hypothesis]],
-    config: DecodeConfig,
+    rules: _Rules,
     top_lp: Tensor,
     parent: Tensor,
     token: Tensor,
     finishing: Tensor,
 ) -> None:
-    """Record the candidates ``finishing`` (B, C) as hypotheses; update each document's floor.
+    """Merge the candidates ``finishing`` (B, C) into each document's best ``n_best`` finished
+    hypotheses, on the device; update the counts and floors.
 
     A candidate ending in EOS keeps the tokens before it; any other (OpenNMT-py's rule at the
-    maximum length) keeps its last token too.
+    maximum length) keeps its last token too. The merge is a stable sort of the kept ones, then
+    the new ones in candidate order: the order in which hypotheses finish breaks ties.
     """
-    beams, width = config.beam_size, active.history.size(1)
-    # Penalty length: tokens + EOS; OpenNMT-py also counts BOS.
-    extra = 2 if config.compat == "opennmt" else 1
-    for b, j in finishing.nonzero().tolist():
-        steps = int(active.steps[b])
-        row = b * beams + int(parent[b, j])
-        tokens = active.history[row, width - steps :].tolist()
-        if int(token[b, j]) != EOS_ID:
-            tokens.append(int(token[b, j]))
-        log_prob = float(top_lp[b, j])
-        doc = finished[active.docs[b]]
-        doc.append(Hypothesis(tokens, log_prob / config.penalty(steps + extra), log_prob))
-        active.count[b] += 1
-        if len(doc) >= config.n_best:
-            scores = sorted((h.score for h in doc), reverse=True)
-            active.floor[b] = scores[config.n_best - 1]
+    batch, picks = finishing.shape
+    n, beams, width = rules.config.n_best, rules.config.beam_size, active.history.size(1)
+    rows = torch.arange(batch, device=parent.device).unsqueeze(1) * beams + parent  # (B, C)
+    history = active.history.index_select(0, rows.flatten()).view(batch, picks, width)
+    is_eos = (token == EOS_ID).unsqueeze(2)  # (B, C, 1)
+    before = torch.cat([torch.full_like(history[:, :, :1], PAD_ID), history], dim=2)
+    tokens = torch.where(is_eos, before, torch.cat([history, token.unsqueeze(2)], dim=2))
+    length = active.steps.unsqueeze(1) + (~is_eos.squeeze(2)).long()  # (B, C)
+    penalty = rules.penalties[active.steps + rules.extra].unsqueeze(1)  # (B, 1) float64
+    score = torch.where(finishing, top_lp.double() / penalty, NEG_INF)  # (B, C)
+    merged = torch.cat([active.kept_score, score], dim=1)  # (B, n + C)
+    order = merged.sort(dim=1, descending=True, stable=True).indices[:, :n]  # (B, n)
+    active.kept_score = merged.gather(1, order)
+    active.kept_lp = torch.cat([active.kept_lp, top_lp], dim=1).gather(1, order)
+    active.kept_len = torch.cat([active.kept_len, length], dim=1).gather(1, order)
+    kept_tokens = torch.cat([active.kept_tokens, tokens], dim=1)  # (B, n + C, W + 1)
+    active.kept_tokens = kept_tokens.gather(1, order.unsqueeze(2).expand(-1, -1, width + 1))
+    active.count = active.count + finishing.sum(dim=1)
+    nth = active.kept_score[:, n - 1].float()
+    active.floor = torch.where(active.count >= n, nth, active.floor)
 
 
 def _done(active: _Active, config: DecodeConfig) -> Tensor:
@@ -527,11 +665,6 @@ def _hypothesis(tokens: list[int], log_prob: float, config: DecodeConfig) -> Hyp
     return Hypothesis(tokens, log_prob / config.penalty(len(tokens) + 1), log_prob)
 
 
-def _width(config: DecodeConfig) -> int:
-    """History columns kept: no hypothesis is longer than ``max_len`` tokens."""
-    return config.max_len
-
-
-def _max_lens(src_len: Tensor, config: DecodeConfig) -> Tensor:
+def _max_lens(src_lens: list[int], config: DecodeConfig, device: torch.device) -> Tensor:
     """(B,) per-document maximum summary length from the true (unpadded) source lengths."""
-    return torch.tensor([config.max_len_for(int(n)) for n in src_len.tolist()], dtype=torch.long)
+    return upload([config.max_len_for(n) for n in src_lens], device)
