@@ -33,6 +33,7 @@ from s2s_model.config import DecodeConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from s2s_model.wordpieces import WordPieces, ban_repeated_words, finish_copied_words
 
 NEG_INF = float("-inf")
 
@@ -53,6 +54,8 @@ def constrain(
     max_lens: Tensor,
     config: DecodeConfig,
     vocab: Tensor | None = None,
+    src: Tensor | None = None,
+    words: WordPieces | None = None,
 ) -> Tensor:
     """Apply the decoding rules to one step's log-probabilities, in place.
 
@@ -63,6 +66,8 @@ def constrain(
         max_lens: (N,) maximum tokens (EOS excluded) for each row's document.
         vocab: (C,) sorted ids of the columns when shortlisting (None: column = id). A shortlist
             always holds the special ids, so they keep their own columns.
+        src: (N, S) each row's source tokens, PAD after the end (for ``whole_words``).
+        words: the vocabulary's word starts, needed by ``whole_words`` and ``no_repeat_words``.
 
     Returns:
         ``log_probs`` with forbidden tokens at -inf. A row whose every token is forbidden gets
@@ -81,7 +86,16 @@ def constrain(
     )
     if config.no_repeat_ngram_size:
         log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size, vocab)
-        # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
+    if config.whole_words or config.no_repeat_words:
+        if words is None:
+            raise ValueError("whole_words and no_repeat_words need the word pieces: pass words=")
+        if config.whole_words:
+            assert src is not None, "whole_words needs each row's source"
+            log_probs = finish_copied_words(log_probs, history, src, words, vocab)
+        if config.no_repeat_words:
+            log_probs = ban_repeated_words(log_probs, history, words, vocab)
+    if config.no_repeat_ngram_size or config.whole_words or config.no_repeat_words:
+        # Only these rules can forbid a whole row (the model's log-probs are finite).
         reopen = reopen | torch.isinf(log_probs).all(dim=-1)
     if bool(reopen.any()):
         log_probs[reopen] = NEG_INF
@@ -115,12 +129,18 @@ def _ban_repeated_ngrams(
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2Seq, src: Tensor, src_len: Tensor, config: DecodeConfig
+    model: Seq2Seq,
+    src: Tensor,
+    src_len: Tensor,
+    config: DecodeConfig,
+    *,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most likely allowed token at every step. One hypothesis per document.
 
     Args:
         src: (B, S) token ids; src_len: (B,) lengths.
+        words: the vocabulary's word starts, for ``whole_words`` and ``no_repeat_words``.
     """
     memory, state = model.encode(src, src_len)
     batch = src.size(0)
@@ -133,7 +153,8 @@ def greedy_search(
     while any(h is None for h in finished):
         log_probs, state = model.decode_step(last, state, memory)
         steps = torch.full_like(max_lens, step)
-        step_lp, last = constrain(log_probs, history, steps, max_lens, config).max(dim=-1)
+        allowed = constrain(log_probs, history, steps, max_lens, config, None, src, words)
+        step_lp, last = allowed.max(dim=-1)
         total = total + step_lp.float()
         for row in (last == EOS_ID).nonzero().flatten().tolist():
             if finished[row] is None:
@@ -244,6 +265,7 @@ def beam_search(
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
     stats: SearchStats | None = None,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
@@ -257,10 +279,17 @@ def beam_search(
             each document may then emit only its source tokens and the first
             ``config.shortlist`` of these (and the special tokens).
         stats: counters to add this search's work to (see ``SearchStats``).
+        words: the vocabulary's word starts, needed by ``whole_words`` and ``no_repeat_words``.
     """
     sources = [src[i, : int(n)] for i, n in enumerate(src_len.tolist())]
     return search_documents(
-        model, sources, config, max_batch_tokens=max_batch_tokens, frequent=frequent, stats=stats
+        model,
+        sources,
+        config,
+        max_batch_tokens=max_batch_tokens,
+        frequent=frequent,
+        stats=stats,
+        words=words,
     )
 
 
@@ -273,11 +302,12 @@ def search_documents(
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
     stats: SearchStats | None = None,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over documents given as 1-D token tensors (S_i,), each at least 1 long.
 
-    See ``beam_search`` for ``max_batch_tokens``; this form needs no padded (B, S) tensor, so a
-    long list of documents streams through a bounded active batch.
+    See ``beam_search`` for ``max_batch_tokens``, ``frequent`` and ``words``; this form needs no
+    padded (B, S) tensor, so a long list of documents streams through a bounded active batch.
     """
     if not sources:
         return []
@@ -292,7 +322,7 @@ def search_documents(
         assert active is not None, "the budget always admits at least one document"
         if stats is not None:
             stats.count(active.src_len, active.memory.outputs.size(1))
-        active = _step(model, active, finished, config)
+        active = _step(model, active, finished, config, words)
     return [sorted(f, key=lambda h: -h.score)[: config.n_best] for f in finished]
 
 
@@ -372,7 +402,11 @@ def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) ->
 
 
 def _step(
-    model: Seq2Seq, active: _Active, finished: list[list[Hypothesis]], config: DecodeConfig
+    model: Seq2Seq,
+    active: _Active,
+    finished: list[list[Hypothesis]],
+    config: DecodeConfig,
+    words: WordPieces | None = None,
 ) -> _Active | None:
     """One beam step for every active document; returns those still active (None if none).
 
@@ -387,7 +421,10 @@ def _step(
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
     log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
     row_max = active.max_lens.repeat_interleave(beams)
-    log_probs = constrain(log_probs, active.history, row_steps, row_max, config, memory.vocab)
+    src = memory.src.repeat_interleave(beams, dim=0) if config.whole_words else None
+    log_probs = constrain(
+        log_probs, active.history, row_steps, row_max, config, memory.vocab, src, words
+    )
     opennmt = config.compat == "opennmt"
     width = beams if opennmt else 2 * beams
     row_lp, row_col = row_topk(log_probs.float(), width)  # (B * K, w)
