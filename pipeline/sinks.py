@@ -51,6 +51,12 @@ SUMMARY_FIELDS = (
     # Bytes that were not UTF-8 were decoded as U+FFFD.
     pa.field("replaced_invalid_utf8", pa.bool_(), nullable=False),
     pa.field("model_id", pa.string(), nullable=False),
+    # Quality signals (s2s_model.quality): share of summary words absent from the source,
+    # content words said more than once, and flags among novel_word, repeat, truncated_source,
+    # forced_end.
+    pa.field("novel_words", pa.float32(), nullable=False),
+    pa.field("repeated_words", pa.int32(), nullable=False),
+    pa.field("flags", pa.list_(pa.string()), nullable=False),
 )
 
 DEAD_LETTER_SCHEMA = pa.schema(
