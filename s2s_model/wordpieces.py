@@ -10,8 +10,9 @@ the continuation pieces after it ("rary"). Two failures come from deciding piece
 
 ``whole_words`` (``finish_copied_words``): while the word being written is a piece-by-piece prefix
 of a source word (from that word's first piece), its next continuation piece must continue some
-such source word, and it may end (a word-starting piece or EOS) only where one of them ends or
-when it is a single piece (a word of the vocabulary). Words the source does not start are free.
+such source word, and it may end (a word-starting piece or EOS) only where one of them ends
+(before a word-starting piece or closing punctuation) or when it is a single piece (a word of the
+vocabulary). Words the source does not start are free.
 
 ``no_repeat_words`` (``ban_repeated_words``): a piece that starts a content word (letters, not
 a function word) may start a word at most once per summary.
@@ -35,6 +36,8 @@ MAX_WORD_PIECES = 16
 SENTENCEPIECE_SPACE = "\u2581"
 # Characters that open a word without being part of it: "(Python", "'testing'".
 OPENING = "([{\"'`"
+# Characters that may follow a word without being part of it: "X11," "laptops." "(foo)".
+CLOSING = ".,;:!?)]}\"'`"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class WordPieces:
         content: (V,) bool, the piece is letters and not a function word: it starts a content
             word when it starts a word or follows an ``opening`` piece ("▁(" + "Python").
         opening: (V,) bool, a word-starting piece of opening brackets and quotes only ("▁(").
+        closing: (V,) bool, a continuation piece of closing punctuation only (",", ")."): a
+            copied word may end before it.
         word: (V,) long, the same number for pieces of the same lower-cased letters ("▁Python",
             "▁python" and "Python"); 0 for every other piece.
     """
@@ -53,6 +58,7 @@ class WordPieces:
     starts: Tensor
     content: Tensor
     opening: Tensor
+    closing: Tensor
     word: Tensor
 
     def to(self, device: torch.device | str) -> WordPieces:
@@ -60,6 +66,7 @@ class WordPieces:
             self.starts.to(device),
             self.content.to(device),
             self.opening.to(device),
+            self.closing.to(device),
             self.word.to(device),
         )
 
@@ -71,6 +78,7 @@ def word_pieces(tokenizer: TextTokenizer) -> WordPieces:
     starts = torch.zeros(size, dtype=torch.bool)
     content = torch.zeros(size, dtype=torch.bool)
     opening = torch.zeros(size, dtype=torch.bool)
+    closing = torch.zeros(size, dtype=torch.bool)
     word = torch.zeros(size, dtype=torch.long)
     numbers: dict[str, int] = {}
     for i, piece in enumerate(_pieces(tokenizer)):
@@ -83,7 +91,8 @@ def word_pieces(tokenizer: TextTokenizer) -> WordPieces:
             content[i] = True
             word[i] = numbers.setdefault(text, len(numbers) + 1)
         opening[i] = bool(starts[i]) and bool(text) and all(c in OPENING for c in text)
-    return WordPieces(starts, content, opening, word)
+        closing[i] = not starts[i] and bool(text) and all(c in CLOSING for c in text)
+    return WordPieces(starts, content, opening, closing, word)
 
 
 def _pieces(tokenizer: TextTokenizer) -> list[str]:
@@ -138,8 +147,9 @@ def finish_copied_words(
     rows, size = src.size(0), words.starts.numel()
     match = source_matches(history, src, words.starts, MAX_WORD_PIECES)  # (N, S)
     following = torch.nn.functional.pad(src[:, 1:], (0, 1), value=PAD_ID)  # (N, S)
-    ends_word = words.starts[following]  # PAD counts as a boundary
-    goes_on = match & ~ends_word
+    next_word = words.starts[following]  # PAD is a boundary too
+    ends_word = next_word | words.closing[following]
+    goes_on = match & ~next_word
     continuations = torch.zeros(rows, size, dtype=torch.bool, device=src.device)
     continuations.scatter_(1, torch.where(goes_on, following, PAD_ID), True)  # (N, V)
     continuations[:, PAD_ID] = False

@@ -26,7 +26,7 @@ from tests.test_search import random_batch
 
 # Made-up pieces: starts carry "▁", as SentencePiece writes them.
 PIECES = ["<pad>", "<s>", "</s>", "<unk>", "▁Fire", "W", "all", "▁the", "buffer", "▁mini",
-          "▁go", "▁Go", "lang", "▁(", "Go", "▁for"]  # fmt: skip
+          "▁go", "▁Go", "lang", "▁(", "Go", "▁for", ","]  # fmt: skip
 ID = {piece: i for i, piece in enumerate(PIECES)}
 WORD_OF = {"Fire": 1, "W": 2, "all": 3, "buffer": 4, "mini": 5, "go": 6, "lang": 7}
 
@@ -40,7 +40,9 @@ def made_up_words() -> WordPieces:
     content = word > 0
     opening = torch.zeros(size, dtype=torch.bool)
     opening[ID["▁("]] = True
-    return WordPieces(starts, content, opening, word)
+    closing = torch.zeros(size, dtype=torch.bool)
+    closing[ID[","]] = True
+    return WordPieces(starts, content, opening, closing, word)
 
 
 def ids(*pieces: str) -> list[int]:
@@ -60,12 +62,14 @@ def allowed_after(history: list[str], source: list[str], rule: str) -> set[str]:
     return {PIECES[i] for i in torch.isfinite(log_probs[0]).nonzero().flatten().tolist()}
 
 
-SOURCE = ["▁Fire", "W", "all", "▁the", "▁mini", "buffer", "▁Go", "lang"]
+SOURCE = ["▁Fire", "W", "all", ",", "▁the", "▁mini", "buffer", "▁Go", "lang"]
 STARTS = {p for i, p in enumerate(PIECES) if i < 4 or p.startswith("▁")}
 
 
 def test_a_copied_word_is_finished_as_the_source_has_it() -> None:
     assert allowed_after(["▁the", "▁Fire", "W"], SOURCE, "whole") == {"all"}
+    # "FireWall," in the source: the word may end before the comma, or go on with it.
+    assert allowed_after(["▁Fire", "W", "all"], SOURCE, "whole") == STARTS | {","}
 
 
 def test_a_piece_of_another_word_is_not_glued_to_a_copied_one() -> None:
@@ -114,7 +118,8 @@ def random_words(seed: int) -> WordPieces:
     content = (ids_ >= 4) & (ids_ < 22)
     word = torch.where(content, (ids_ + seed) % 6 + 1, 0)
     opening = ids_ == 39
-    return WordPieces(starts, content & (word > 0), opening, word)
+    closing = ids_ == 38
+    return WordPieces(starts, content & (word > 0), opening, closing, word)
 
 
 def split_words(tokens: list[int], words: WordPieces) -> list[list[int]]:
@@ -142,7 +147,10 @@ def obeys_whole_words(tokens: list[int], source: Tensor, words: WordPieces, cap:
             continue
         if not any(c[: len(word)] == word for c in candidates):
             return False
-        complete = len(word) == 1 or any(c == word for c in candidates)
+        complete = len(word) == 1 or any(
+            c == word or (c[: len(word)] == word and bool(words.closing[c[len(word)]]))
+            for c in candidates
+        )
         if not complete and not (k == len(written) - 1 and len(tokens) >= cap):
             return False
     return True
