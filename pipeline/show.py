@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -17,27 +18,59 @@ class OutputNotFound(S2SError):
     """The directory holds no output of ``s2s summarize``."""
 
 
+# Columns ``s2s show --sort`` can order by (largest first) and the value that means "flagged".
+SORTABLE = ("novel_words", "repeated_words", "score", "src_tokens", "summary_tokens")
+ANY_FLAG = "any"
+
+
 def read_rows(
-    output: str, *, dead_letters: bool = False, limit: int = 10, columns: Sequence[str] = ()
+    output: str,
+    *,
+    dead_letters: bool = False,
+    limit: int = 10,
+    columns: Sequence[str] = (),
+    flag: str | None = None,
+    sort: str | None = None,
 ) -> list[dict[str, Any]]:
     """The first ``limit`` rows (of ``columns``, all when empty) of a run's summaries or dead
-    letters, reading no more of the files than that."""
+    letters, reading no more of the files than that.
+
+    ``flag`` keeps only summaries carrying that quality flag (``"any"``: any flag); ``sort``
+    returns the ``limit`` rows with the largest values of that column (see ``SORTABLE``), which
+    reads every row.
+    """
+    if sort is not None and sort not in SORTABLE:
+        raise ValueError(f"sort={sort!r}: choose one of {SORTABLE}")
     directory = dead_letter_dir(output) if dead_letters else summaries_dir(output)
     files = output_files(directory)
     if not files:
         raise OutputNotFound(
             f"{directory} holds no Parquet files: is {output} the --output of s2s summarize?"
         )
-    rows: list[dict[str, Any]] = []
+    needed = [*columns, *(["flags"] if flag else []), *([sort] if sort else [])] if columns else []
+    rows = (
+        row for row in _rows(files, needed, max(limit, 1)) if flag is None or _flagged(row, flag)
+    )
+    if sort is not None:
+        chosen = heapq.nlargest(limit, rows, key=lambda row: row.get(sort) or 0)
+    else:
+        chosen = [row for _, row in zip(range(limit), rows, strict=False)]
+    return [{c: row.get(c) for c in columns} if columns else row for row in chosen]
+
+
+def _rows(files: Sequence[str], columns: Sequence[str], batch_size: int) -> Iterator[dict]:
+    """Every row of ``files`` (only ``columns`` the files hold; all when none), lazily."""
     for path in files:
         with FileSystems.open(path) as handle:
             parquet = pq.ParquetFile(handle)
-            wanted = [c for c in columns if c in parquet.schema_arrow.names] or None
-            for batch in parquet.iter_batches(batch_size=max(limit, 1), columns=wanted):
-                rows += batch.to_pylist()[: limit - len(rows)]
-                if len(rows) >= limit:
-                    return rows
-    return rows
+            wanted = list(dict.fromkeys(c for c in columns if c in parquet.schema_arrow.names))
+            for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted or None):
+                yield from batch.to_pylist()
+
+
+def _flagged(row: dict[str, Any], flag: str) -> bool:
+    flags = row.get("flags") or []
+    return bool(flags) if flag == ANY_FLAG else flag in flags
 
 
 def run_summary(output: str) -> str:

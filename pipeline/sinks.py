@@ -53,6 +53,12 @@ SUMMARY_FIELDS = (
     # Bytes that were not UTF-8 were decoded as U+FFFD.
     pa.field("replaced_invalid_utf8", pa.bool_(), nullable=False),
     pa.field("model_id", pa.string(), nullable=False),
+    # Quality signals (s2s_model.quality): share of summary words absent from the source,
+    # content words said more than once, and flags among novel_word, repeat, truncated_source,
+    # forced_end.
+    pa.field("novel_words", pa.float32(), nullable=False),
+    pa.field("repeated_words", pa.int32(), nullable=False),
+    pa.field("flags", pa.list_(pa.string()), nullable=False),
     # sha256 of everything the row depends on but doc_id and source: what --reuse joins on
     # (see reuse.py).
     pa.field("reuse_key", pa.string(), nullable=False),

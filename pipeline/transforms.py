@@ -21,6 +21,7 @@ from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
 from pipeline.sources import Document, Record
 from s2s_model import Summary
+from s2s_model.quality import assess
 
 if TYPE_CHECKING:  # reuse.py imports this module
     from pipeline.reuse import RowKeys
@@ -52,6 +53,8 @@ def summary_row(
     doc: Document, summary: Summary, model_id: str, *, with_n_best: bool, reuse_key: str
 ) -> dict[str, Any]:
     """The Parquet row of one summarized document (see ``sinks.summary_schema``)."""
+    truncated = doc.cut or summary.truncated
+    quality = assess(summary.text, doc.text, truncated=truncated, forced_end=summary.forced_end)
     row: dict[str, Any] = {
         "doc_id": doc.doc_id,
         "source": doc.source,
@@ -59,9 +62,12 @@ def summary_row(
         "score": float(summary.score),
         "src_tokens": summary.src_tokens,
         "summary_tokens": len(summary.tokens),
-        "truncated": doc.cut or summary.truncated,
+        "truncated": truncated,
         "replaced_invalid_utf8": doc.replaced,
         "model_id": model_id,
+        "novel_words": quality.novel_words,
+        "repeated_words": quality.repeated_words,
+        "flags": quality.flags,
         "reuse_key": reuse_key,
     }
     if with_n_best:

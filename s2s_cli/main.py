@@ -21,8 +21,11 @@ from s2s_cli.command import S2SCommand, S2SGroup
 ROOT_LOGGER = "root"
 HANDLER_NAME = "s2s-cli"
 PROGRESS_EVERY_S = 10.0
-SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "truncated")
+SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "novel_words", "flags")
 DEAD_LETTER_COLUMNS = ("doc_id", "reason", "detail", "raw")
+# s2s_model.quality.FLAGS and pipeline.show.SORTABLE, spelled here to keep `s2s --help` instant.
+FLAGS = ("novel_word", "repeat", "truncated_source", "forced_end")
+SORTABLE = ("novel_words", "repeated_words", "score", "src_tokens", "summary_tokens")
 
 
 class _QuietRoot(logging.Filter):
@@ -153,12 +156,22 @@ def summarize(args: tuple[str, ...]) -> None:
 @click.option("--dead-letters", is_flag=True, help="show the dead letters instead")
 @click.option("--width", type=click.IntRange(min=20), default=60, show_default=True,
               help="characters per text column")  # fmt: skip
-def show(output: str, limit: int, dead_letters: bool, width: int) -> None:
+@click.option("--flag", type=click.Choice(["any", *FLAGS]), default=None,
+              help="only summaries with this quality flag")  # fmt: skip
+@click.option("--sort", type=click.Choice(SORTABLE), default=None,
+              help="the rows with the largest values of this column")  # fmt: skip
+def show(
+    output: str, limit: int, dead_letters: bool, width: int, flag: str | None, sort: str | None
+) -> None:
     """Print a run's summaries (or dead letters) from DIR as a table, with its counts."""
     from pipeline.show import read_rows, run_summary
 
     columns = DEAD_LETTER_COLUMNS if dead_letters else SHOW_COLUMNS
-    rows = read_rows(output, dead_letters=dead_letters, limit=limit, columns=columns)
+    if dead_letters and (flag or sort):
+        raise click.UsageError("--flag and --sort apply to summaries, not to --dead-letters")
+    rows = read_rows(
+        output, dead_letters=dead_letters, limit=limit, columns=columns, flag=flag, sort=sort
+    )
     header = run_summary(output)
     click.echo(header)
     click.echo(format_table(rows, columns, width))

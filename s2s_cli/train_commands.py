@@ -229,7 +229,9 @@ EVALUATE_HELP = """ROUGE of a model (or a predictions file) on TEST_FILE, next t
 ROUGE-1/2/L/Lsum F1 x 100 (rouge-score, Porter stemming; Lsum with one sentence per line).
 Lead-N takes the first N words of each document, with N chosen on TEST_FILE to maximise
 ROUGE-L. A predictions file is .txt (one summary per line, in TEST_FILE's order) or
-JSONL/Parquet with a --prediction-field column.
+JSONL/Parquet with a --prediction-field column. Beside ROUGE: the quality rates of the
+summary columns (a content word repeated, words not in the source; with --known-words-from,
+glued or cut words), for the system and for the references.
 """
 
 _DECODE_HINTS: dict[str, Any] = {}
@@ -271,6 +273,9 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
               help="source tokens the model reads (default: as s2s summarize)")  # fmt: skip
 @click.option("--json-out", default=None, help="also write the report as JSON to this file")
 @click.option("--predictions-out", default=None, help="write the model's summaries here (.txt)")
+@click.option("--known-words-from", default=None, metavar="TRAIN",
+              help="training pairs: also count summaries with a word in neither their source nor"
+              " these (glued or cut copies)")  # fmt: skip
 @_decode_options
 def evaluate(
     test_file: str,
@@ -285,6 +290,7 @@ def evaluate(
     max_src_tokens: int | None,
     json_out: str | None,
     predictions_out: str | None,
+    known_words_from: str | None,
     **decode_flags: Any,
 ) -> None:
     from s2s_model.evaluation import evaluate_predictions, format_report
@@ -299,8 +305,14 @@ def evaluate(
     else:
         _set_threads(threads)
         outputs, seconds = _run_model(model_path, sources, decode_flags, max_src_tokens)
+    known = None
+    if known_words_from:
+        from s2s_model.quality import vocabulary
+
+        train = _read_pairs(known_words_from, text_field, summary_field, None)
+        known = vocabulary(text for p in train for text in (p.text, p.summary))
     report = evaluate_predictions(references, outputs, sources=sources, seconds=seconds,
-                                  max_lead_words=max_lead_words)  # fmt: skip
+                                  max_lead_words=max_lead_words, known_words=known)  # fmt: skip
     _write_outputs(report, outputs, json_out, predictions_out, test_file)
     click.echo(format_report(report, system_name="predictions" if predictions else "model"))
 

@@ -17,10 +17,15 @@ MASKED_SCORE = -1e9
 
 
 class GlobalAttention(nn.Module):
+    """Luong or Bahdanau attention; with kind 'none' it has no parameters and is never read (the
+    decoder then uses its LSTM output as the attentional state)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = config.hidden_size
         self.kind = config.attention
+        if self.kind == "none":
+            return
         if self.kind == "general":
             self.linear_in = nn.Linear(hidden, hidden, bias=False)
         elif self.kind == "additive":

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AttentionKind = Literal["general", "dot", "additive"]
+AttentionKind = Literal["general", "dot", "additive", "none"]
 LengthPenalty = Literal["none", "avg", "wu"]
 BeamCompat = Literal["none", "opennmt"]
 Quantize = Literal["none", "int8"]
 Precision = Literal["fp32", "bf16"]
 
-ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive")
+ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive", "none")
 LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
 BEAM_COMPATS: tuple[str, ...] = ("none", "opennmt")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
@@ -45,7 +45,10 @@ class ModelConfig:
     )
     num_layers: int = _help("LSTM layers in the encoder and in the decoder", 2)
     attention: AttentionKind = _help(
-        "global attention score: Luong 'general' or 'dot', or Bahdanau 'additive'", "general"
+        "global attention score: Luong 'general' or 'dot', or Bahdanau 'additive'; 'none' is the"
+        " plain encoder-decoder (OpenNMT-py's -global_attention none): the decoder sees only the"
+        " encoder's final states, through the bridge",
+        "general",
     )
     copy: bool = _help("pointer-generator copying of source tokens (See et al. 2017)", False)
     coverage: bool = _help("coverage vector as an attention feature (See et al. 2017)", False)
@@ -72,6 +75,11 @@ class ModelConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention={self.attention!r}: choose one of {ATTENTION_KINDS}")
+        if self.attention == "none" and (self.copy or self.coverage):
+            raise ValueError(
+                "attention='none' reads no source positions, so it cannot copy or keep coverage:"
+                " set copy and coverage to false, or choose an attention"
+            )
         if self.bidirectional and self.hidden_size % 2:
             raise ValueError(
                 f"hidden_size={self.hidden_size} must be even with a bidirectional encoder"
@@ -113,6 +121,14 @@ class DecodeConfig:
     alpha: float = _help("length penalty exponent", 1.0)
     no_repeat_ngram_size: int = _help("forbid any n-gram of this size occurring twice (0: off)", 0)
     ban_unk: bool = _help("never emit the unknown token", False)
+    whole_words: bool = _help(
+        "a word copied from the source piece by piece is finished as it is there: no glued or"
+        " cut copies (word pieces only)",
+        False,
+    )
+    no_repeat_words: bool = _help(
+        "a content word (letters, not a function word) starts at most once per summary", False
+    )
     compat: BeamCompat = _help(
         "'opennmt' reproduces OpenNMT-py 3.5's beam search for imported models: K candidates a"
         " step, a document stops when its best candidate ends, length penalties count BOS, and"
@@ -256,6 +272,11 @@ class TrainConfig:
     seed: int = _help("seed for initialisation, batch order and dropout", 1234)
     vocab_size: int = _help("SentencePiece vocabulary trained on the training split", 8000)
     tokenizer_type: str = _help("SentencePiece model type: 'unigram' or 'bpe'", "unigram")
+    byte_fallback: bool = _help(
+        "spell characters outside the SentencePiece vocabulary as UTF-8 byte pieces instead of"
+        " UNK, so no character is lost between text and tokens (needs vocab_size > 260)",
+        False,
+    )
     tokenizer_sentences: int = _help(
         "training texts (sources and summaries) sampled to train SentencePiece", 200_000
     )

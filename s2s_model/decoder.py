@@ -56,6 +56,15 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embedding(prev_tokens))  # (N, E)
         lstm_in = torch.cat([emb, state.input_feed], dim=-1)  # (N, E + H)
         dec_out, h, c = self._lstm_step(lstm_in, state.h, state.c)  # (N, H), (L, N, H) x 2
+        if self.attention.kind == "none":
+            # The plain encoder-decoder: nothing read from the source; no copy, no coverage.
+            attn_h = self.dropout(dec_out)
+            align = dec_out.new_zeros(rows, memory.mask.size(1))
+            return (
+                self._output(attn_h, align, attn_h, dec_out, emb, memory),
+                DecoderState(h, c, attn_h, None),
+                align,
+            )
         query = dec_out.view(batch, beams, -1)  # (B, K, H)
         coverage = None if state.coverage is None else state.coverage.view(batch, beams, -1)
         align, context = self._read_memory(query, coverage, memory)  # (B, K, S), (B, K, H)

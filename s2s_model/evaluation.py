@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from rouge_score import rouge_scorer, tokenizers
 
+from s2s_model.quality import rates
+
 if TYPE_CHECKING:
     from s2s_model.config import DecodeConfig
     from s2s_model.summarizer import Summarizer
@@ -69,7 +71,8 @@ class LeadBaseline:
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """Everything ``s2s evaluate`` prints: system ROUGE, best lead-N, lengths and speed."""
+    """Everything ``s2s evaluate`` prints: system ROUGE, best lead-N, lengths and speed, and the
+    quality rates (``quality.rates``) of the system and of the references, in %."""
 
     system: RougeScores
     lead: LeadBaseline | None
@@ -77,6 +80,7 @@ class EvaluationReport:
     docs_per_second: float | None = None
     seconds: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    quality: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +90,7 @@ class EvaluationReport:
             "mean_words": self.mean_words,
             "docs_per_second": self.docs_per_second,
             "seconds": self.seconds,
+            "quality": self.quality,
             **self.extra,
         }
 
@@ -200,18 +205,31 @@ def evaluate_predictions(
     sources: Sequence[str] | None = None,
     seconds: float | None = None,
     max_lead_words: int = DEFAULT_MAX_LEAD_WORDS,
+    known_words: set[str] | None = None,
 ) -> EvaluationReport:
-    """Score ``predictions``; with ``sources`` also the best lead-N baseline and source length."""
+    """Score ``predictions``; with ``sources`` also the best lead-N baseline, source length and
+    the quality rates (with ``known_words``, the words of the training corpus, also the share of
+    summaries holding a word in neither the source nor that corpus: a glued or cut copy)."""
     system = rouge(references, predictions)
     lengths = {"reference": mean_words(references), "prediction": mean_words(predictions)}
     lead = None
+    quality = None
     if sources is not None:
+        quality = {
+            "system": rates(predictions, sources, known_words),
+            "reference": rates(references, sources, known_words),
+        }
         lead = best_lead_baseline(sources, references, max_n=max_lead_words)
         lengths["source"] = mean_words(sources)
         lengths["lead"] = mean_words([lead_words(source, lead.n) for source in sources])
     speed = len(references) / seconds if seconds else None
     return EvaluationReport(
-        system=system, lead=lead, mean_words=lengths, docs_per_second=speed, seconds=seconds
+        system=system,
+        lead=lead,
+        mean_words=lengths,
+        docs_per_second=speed,
+        seconds=seconds,
+        quality=quality,
     )
 
 
@@ -242,9 +260,30 @@ def format_report(report: EvaluationReport, *, system_name: str = "model") -> st
         margin_l = report.system.rougeL - report.lead.scores.rougeL
         margin_lsum = report.system.rougeLsum - report.lead.scores.rougeLsum
         rows.append(f"over best lead-N: R-L {margin_l:+.2f}, R-Lsum {margin_lsum:+.2f}")
+    if report.quality is not None:
+        rows += _quality_rows(report.quality, system_name)
     if report.docs_per_second is not None:
         rows.append(f"speed: {report.docs_per_second:.1f} docs/s ({report.seconds:.1f} s)")
     return "\n".join(rows)
+
+
+QUALITY_LABELS = {
+    "unknown_word": "glued or cut word (in neither source nor training corpus)",
+    "repeat": "a content word repeated",
+    "novel_word": "most words not in the source",
+    "novel_words": "mean share of words not in the source",
+}
+
+
+def _quality_rows(quality: dict[str, dict[str, float]], system_name: str) -> list[str]:
+    """The quality rates (% of summaries) of the system beside the references'."""
+    rows = ["", f"{'quality (% of summaries)':<60}{system_name:>12}{'reference':>12}"]
+    for key, label in QUALITY_LABELS.items():
+        if key in quality["system"]:
+            rows.append(
+                f"{label:<60}{quality['system'][key]:>12.2f}{quality['reference'][key]:>12.2f}"
+            )
+    return rows
 
 
 def _row(name: str, scores: RougeScores, words: float) -> str:

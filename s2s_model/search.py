@@ -42,6 +42,7 @@ from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from s2s_model.transfer import upload
+from s2s_model.wordpieces import WordPieces, ban_repeated_words, finish_copied_words
 
 NEG_INF = float("-inf")
 
@@ -62,6 +63,8 @@ def constrain(
     max_lens: Tensor,
     config: DecodeConfig,
     vocab: Tensor | None = None,
+    src: Tensor | None = None,
+    words: WordPieces | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Apply the decoding rules to one step's log-probabilities, in place.
 
@@ -72,6 +75,8 @@ def constrain(
         max_lens: (N,) maximum tokens (EOS excluded) for each row's document.
         vocab: (C,) sorted ids of the columns when shortlisting (None: column = id). A shortlist
             always holds the special ids, so they keep their own columns.
+        src: (N, S) each row's source tokens, PAD after the end (for ``whole_words``).
+        words: the vocabulary's word starts, needed by ``whole_words`` and ``no_repeat_words``.
 
     Returns:
         ``log_probs`` with forbidden tokens at -inf; ``forced`` (N,) bool, the rows that may
@@ -92,7 +97,16 @@ def constrain(
     )
     if config.no_repeat_ngram_size:
         log_probs = _ban_repeated_ngrams(log_probs, history, config.no_repeat_ngram_size, vocab)
-        # Only n-gram blocking can forbid a whole row (the model's log-probs are finite).
+    if config.whole_words or config.no_repeat_words:
+        if words is None:
+            raise ValueError("whole_words and no_repeat_words need the word pieces: pass words=")
+        if config.whole_words:
+            assert src is not None, "whole_words needs each row's source"
+            log_probs = finish_copied_words(log_probs, history, src, words, vocab)
+        if config.no_repeat_words:
+            log_probs = ban_repeated_words(log_probs, history, words, vocab)
+    if config.no_repeat_ngram_size or config.whole_words or config.no_repeat_words:
+        # Only these rules can forbid a whole row (the model's log-probs are finite).
         forced = forced | torch.isinf(log_probs).all(dim=-1)
     return log_probs, forced, eos
 
@@ -139,12 +153,18 @@ def _ban_repeated_ngrams(
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2Seq, src: Tensor, src_len: Tensor, config: DecodeConfig
+    model: Seq2Seq,
+    src: Tensor,
+    src_len: Tensor,
+    config: DecodeConfig,
+    *,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most likely allowed token at every step. One hypothesis per document.
 
     Args:
         src: (B, S) token ids; src_len: (B,) lengths.
+        words: the vocabulary's word starts, for ``whole_words`` and ``no_repeat_words``.
     """
     memory, state = model.encode(src, src_len)
     batch = src.size(0)
@@ -159,7 +179,9 @@ def greedy_search(
     while not bool(ended.all()):  # the one host read per step
         log_probs, state = model.decode_step(last, state, memory)
         steps = torch.full_like(max_lens, step)
-        log_probs, forced, eos = constrain(log_probs, history, steps, max_lens, config)
+        log_probs, forced, eos = constrain(
+            log_probs, history, steps, max_lens, config, None, src, words
+        )
         step_lp, picked = force_eos(*log_probs.max(dim=-1, keepdim=True), forced, eos)
         step_lp, last = step_lp.squeeze(1), picked.squeeze(1)
         total = total + step_lp.float()
@@ -348,6 +370,7 @@ def beam_search(
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
     stats: SearchStats | None = None,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
@@ -361,10 +384,17 @@ def beam_search(
             each document may then emit only its source tokens and the first
             ``config.shortlist`` of these (and the special tokens).
         stats: counters to add this search's work to (see ``SearchStats``).
+        words: the vocabulary's word starts, needed by ``whole_words`` and ``no_repeat_words``.
     """
     sources = [src[i, : int(n)] for i, n in enumerate(src_len.tolist())]
     return search_documents(
-        model, sources, config, max_batch_tokens=max_batch_tokens, frequent=frequent, stats=stats
+        model,
+        sources,
+        config,
+        max_batch_tokens=max_batch_tokens,
+        frequent=frequent,
+        stats=stats,
+        words=words,
     )
 
 
@@ -377,16 +407,17 @@ def search_documents(
     max_batch_tokens: int | None = None,
     frequent: Tensor | None = None,
     stats: SearchStats | None = None,
+    words: WordPieces | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over documents given as 1-D token tensors (S_i,), each at least 1 long.
 
-    See ``beam_search`` for ``max_batch_tokens``; this form needs no padded (B, S) tensor, so a
-    long list of documents streams through a bounded active batch.
+    See ``beam_search`` for ``max_batch_tokens``, ``frequent`` and ``words``; this form needs no
+    padded (B, S) tensor, so a long list of documents streams through a bounded active batch.
     """
     if not sources:
         return []
     shortlist = _shortlist(model, config, frequent)
-    rules = _Rules.of(config, sources[0].device)
+    rules = _Rules.of(config, sources[0].device, words)
     pending = deque(range(len(sources)))
     results = _Results(len(sources), config)
     active: _Active | None = None
@@ -411,18 +442,20 @@ class _Rules:
         penalties: (W + 3,) float64, ``config.penalty(i)`` at index i, on the device: scores
             are computed there exactly as the host would (float64 division).
         extra: what the penalty length adds to the tokens: EOS, and for OpenNMT-py BOS too.
+        words: the vocabulary's word starts (for ``whole_words`` and ``no_repeat_words``).
     """
 
     config: DecodeConfig
     penalties: Tensor
     extra: int
+    words: WordPieces | None = None
 
     @staticmethod
-    def of(config: DecodeConfig, device: torch.device) -> _Rules:
+    def of(config: DecodeConfig, device: torch.device, words: WordPieces | None) -> _Rules:
         lengths = range(config.max_len + 3)
         penalties = torch.tensor([config.penalty(i) for i in lengths], dtype=torch.float64)
         extra = 2 if config.compat == "opennmt" else 1
-        return _Rules(config, upload(penalties, device), extra)
+        return _Rules(config, upload(penalties, device), extra, words)
 
 
 def _admissible(
@@ -523,8 +556,9 @@ def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
     log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
     row_max = active.max_lens.repeat_interleave(beams)
+    src = memory.src.repeat_interleave(beams, dim=0) if config.whole_words else None
     log_probs, forced, eos = constrain(
-        log_probs, active.history, row_steps, row_max, config, memory.vocab
+        log_probs, active.history, row_steps, row_max, config, memory.vocab, src, rules.words
     )
     opennmt = config.compat == "opennmt"
     width = beams if opennmt else 2 * beams

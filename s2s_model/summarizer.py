@@ -20,6 +20,7 @@ from s2s_model.device import resolve_device
 from s2s_model.quantize import quantize_model
 from s2s_model.search import Hypothesis, SearchStats, beam_search, search_documents
 from s2s_model.tokenizer import PAD_ID, TextTokenizer
+from s2s_model.wordpieces import word_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,11 @@ BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "debian-synopsis"
 
 @dataclass(frozen=True)
 class Summary:
-    """One document's summary. ``n_best`` holds (text, score) pairs, best first."""
+    """One document's summary. ``n_best`` holds (text, score) pairs, best first.
+
+    ``forced_end``: the best hypothesis reached the maximum length, so decoding ended it there
+    instead of the model choosing to (the summary may be cut off).
+    """
 
     text: str
     score: float
@@ -36,6 +41,7 @@ class Summary:
     n_best: list[tuple[str, float]]
     src_tokens: int
     truncated: bool
+    forced_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class Summarizer:
         self.fingerprint: str = checkpoint.fingerprint
         self.metadata = checkpoint.metadata
         self._frequent_ids: dict[int, torch.Tensor] = {}
+        self._words = word_pieces(self.tokenizer).to(device)
 
     @classmethod
     def load(
@@ -112,7 +119,7 @@ class Summarizer:
         with torch.inference_mode():
             hyps = self._search(encoded, config, budget, stats)
         for item, item_hyps in zip(encoded, hyps, strict=True):
-            results[item.index] = self._summary(item, item_hyps)
+            results[item.index] = self._summary(item, item_hyps, config)
         return [r for r in results if r is not None]
 
     def _encode(self, index: int, text: str) -> _Encoded:
@@ -175,6 +182,7 @@ class Summarizer:
                     max_batch_tokens=budget,
                     frequent=self._frequent(config),
                     stats=stats,
+                    words=self._words,
                 )
             batches = self._batches(encoded, budget)
             return [h for batch in batches for h in self._search_batch(batch, config, stats)]
@@ -211,6 +219,7 @@ class Summarizer:
             config,
             frequent=self._frequent(config),
             stats=stats,
+            words=self._words,
         )
 
     def _frequent(self, config: DecodeConfig) -> torch.Tensor | None:
@@ -224,7 +233,7 @@ class Summarizer:
             )
         return self._frequent_ids[config.shortlist]
 
-    def _summary(self, item: _Encoded, hyps: list[Hypothesis]) -> Summary:
+    def _summary(self, item: _Encoded, hyps: list[Hypothesis], config: DecodeConfig) -> Summary:
         best = hyps[0]
         return Summary(
             text=self.tokenizer.decode(best.tokens),
@@ -233,4 +242,5 @@ class Summarizer:
             n_best=[(self.tokenizer.decode(h.tokens), h.score) for h in hyps],
             src_tokens=len(item.ids),
             truncated=item.truncated,
+            forced_end=len(best.tokens) >= config.max_len_for(len(item.ids)),
         )

@@ -60,7 +60,12 @@ def train_tokenizer(pairs: Sequence[tuple[str, str]], config: TrainConfig) -> To
     if len(texts) > config.tokenizer_sentences:
         texts = random.Random(config.seed).sample(texts, config.tokenizer_sentences)
     logger.info("training a %d-piece tokenizer on %d texts", config.vocab_size, len(texts))
-    return Tokenizer.train(texts, vocab_size=config.vocab_size, model_type=config.tokenizer_type)
+    return Tokenizer.train(
+        texts,
+        vocab_size=config.vocab_size,
+        model_type=config.tokenizer_type,
+        byte_fallback=config.byte_fallback,
+    )
 
 
 def encode_pairs(

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+import s2s_cli.main as cli
+from pipeline.show import SORTABLE, read_rows
 from s2s_cli.main import format_table, main
+from s2s_model.quality import FLAGS
 from tests.conftest import make_texts
 from tests.pipeline_fixtures import write_lines
 
@@ -64,11 +67,36 @@ def test_show_prints_summaries_and_dead_letters(finished: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "6 records, 5 summarized, 1 dead letters" in lines[0]
-    assert lines[1].split() == ["doc_id", "summary", "score", "src_tokens", "truncated"]
+    assert lines[1].split() == ["doc_id", "summary", "score", "src_tokens", "novel_words", "flags"]
     assert len(lines) == 2 + 1 + 2  # run line, header, rule, two rows
     dead = invoke("show", str(finished), "--dead-letters")
     assert dead.exit_code == 0, dead.output
     assert "empty_document" in dead.stdout and "in.txt:6" in dead.stdout
+
+
+def test_show_filters_and_sorts_by_the_quality_columns(finished: Path) -> None:
+    rows = read_rows(str(finished), limit=100)
+    assert len(rows) == 5
+    for row in rows:
+        assert set(row["flags"]) <= set(FLAGS) and 0.0 <= row["novel_words"] <= 1.0
+        assert ("forced_end" in row["flags"]) == (row["summary_tokens"] == 5)  # FAST: max_len 5
+    by_novelty = read_rows(str(finished), limit=3, sort="novel_words", columns=["doc_id"])
+    expected = sorted(rows, key=lambda row: -row["novel_words"])[:3]
+    assert [r["doc_id"] for r in by_novelty] == [r["doc_id"] for r in expected]
+    for flag in (*FLAGS, "any"):
+        flagged = read_rows(str(finished), limit=100, flag=flag)
+        wanted = [r for r in rows if (flag in r["flags"] if flag != "any" else r["flags"])]
+        assert [r["doc_id"] for r in flagged] == [r["doc_id"] for r in wanted]
+    result = invoke("show", str(finished), "--flag", "forced_end", "--sort", "novel_words")
+    assert result.exit_code == 0, result.output
+    forced = sum("forced_end" in r["flags"] for r in rows)
+    assert len(result.stdout.splitlines()) == 3 + forced
+    refused = CliRunner().invoke(main, ["show", str(finished), "--dead-letters", "--flag", "any"])
+    assert refused.exit_code == 2 and "apply to summaries" in refused.output
+
+
+def test_the_cli_spells_the_flags_and_sort_columns_as_the_library() -> None:
+    assert cli.FLAGS == FLAGS and cli.SORTABLE == SORTABLE
 
 
 def test_show_on_a_directory_without_output_fails_cleanly(tmp_path: Path) -> None:

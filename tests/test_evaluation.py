@@ -123,3 +123,24 @@ def test_evaluate_predictions_reports_lengths_lead_and_speed() -> None:
     assert data["n_docs"] == 2 and data["lead"]["n"] == 2
     table = format_report(report)
     assert "lead-2" in table and "0.5 docs/s" in table and "R-L -50.00" in table
+
+
+def test_evaluate_predictions_reports_the_quality_rates() -> None:
+    sources = [SOURCE, SOURCE]
+    references = ["alpha bravo", "alpha alpha"]
+    known = {"alpha", "bravo", "xray"}
+    report = evaluate_predictions(
+        references, ["alpha bravo", "xray zulu"], sources=sources, known_words=known
+    )
+    assert report.quality is not None
+    system, reference = report.quality["system"], report.quality["reference"]
+    assert system["unknown_word"] == pytest.approx(50.0) and reference["unknown_word"] == 0.0
+    assert system["repeat"] == 0.0 and reference["repeat"] == pytest.approx(50.0)
+    assert system["novel_words"] == pytest.approx(50.0)  # "xray zulu": both words novel
+    assert report.to_dict()["quality"] == report.quality
+    table = format_report(report)
+    assert "glued or cut word" in table and "a content word repeated" in table
+    assert "glued or cut" not in format_report(
+        evaluate_predictions(references, references, sources=sources)
+    )
+    assert evaluate_predictions(references, references).quality is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -56,6 +58,20 @@ def test_copy_puts_mass_on_source_tokens() -> None:
     assert torch.allclose(probs[1, :, [4, 5]].sum(-1), torch.ones(3), atol=1e-4)
 
 
+@pytest.mark.parametrize("bridge", [True, False])
+def test_without_attention_only_the_final_encoder_states_reach_the_decoder(bridge: bool) -> None:
+    model = tiny_model(8, attention="none", num_layers=2, bridge=bridge).eval()
+    assert not any("attention" in name for name, _ in model.named_parameters())
+    expected = model(SRC, SRC_LEN, TGT_IN)
+    assert torch.allclose(expected.exp().sum(-1), torch.ones(2, 3), atol=1e-4)
+    memory, state = model.encode(SRC, SRC_LEN)
+    blank = dataclasses.replace(memory, outputs=torch.randn_like(memory.outputs))
+    blank = dataclasses.replace(blank, keys=torch.randn_like(memory.keys))
+    for t in range(TGT_IN.size(1)):
+        log_probs, state = model.decode_step(TGT_IN[:, t], state, blank)
+        assert torch.allclose(log_probs, expected[:, t], atol=1e-6)
+
+
 def test_empty_source_is_refused() -> None:
     model = tiny_model(8)
     with pytest.raises(ValueError, match="at least one token"):
@@ -74,6 +90,8 @@ def test_shift_right() -> None:
         ({"tie_embeddings": True, "embed_dim": 4}, "tie_embeddings"),
         ({"vocab_size": 3}, "vocab_size"),
         ({"dropout": 1.5}, "dropout"),
+        ({"attention": "none", "copy": True}, "cannot copy"),
+        ({"attention": "none", "coverage": True}, "cannot copy or keep coverage"),
     ],
 )
 def test_bad_configs_are_refused(fields: dict[str, object], message: str) -> None:

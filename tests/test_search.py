@@ -167,13 +167,21 @@ def oracle(
 
 
 @pytest.mark.parametrize(
-    ("penalty", "min_len", "ngram", "seed"),
-    [("none", 0, 0, 0), ("avg", 0, 0, 1), ("wu", 1, 0, 2), ("none", 2, 2, 3), ("avg", 0, 1, 4)],
+    ("penalty", "min_len", "ngram", "seed", "attention"),
+    [
+        ("none", 0, 0, 0, "additive"),
+        ("avg", 0, 0, 1, "additive"),
+        ("wu", 1, 0, 2, "additive"),
+        ("none", 2, 2, 3, "additive"),
+        ("avg", 0, 1, 4, "additive"),
+        ("avg", 0, 0, 5, "none"),
+        ("wu", 1, 2, 6, "none"),
+    ],
 )
 def test_a_wide_beam_returns_the_exact_best_sequences(
-    penalty: str, min_len: int, ngram: int, seed: int
+    penalty: str, min_len: int, ngram: int, seed: int, attention: str
 ) -> None:
-    model = tiny_model(ORACLE_VOCAB, seed=seed, num_layers=2, attention="additive")
+    model = tiny_model(ORACLE_VOCAB, seed=seed, num_layers=2, attention=attention)
     config = DecodeConfig(
         beam_size=128,
         n_best=3,
@@ -202,6 +210,8 @@ MODEL_VARIANTS = [
     {"attention": "dot", "num_layers": 2},
     {"attention": "additive", "copy": True, "coverage": True},
     {"attention": "general", "copy": True, "bridge": False, "bidirectional": False},
+    {"attention": "none"},
+    {"attention": "none", "num_layers": 2, "bridge": False, "bidirectional": False},
 ]
 
 

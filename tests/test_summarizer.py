@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from s2s_model import DecodeConfig, DeviceError, SearchStats, Summarizer, load_checkpoint
+from s2s_model.quality import repeated_words
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
@@ -199,3 +201,21 @@ def test_bf16_precision_runs_the_model_in_bf16(tiny_checkpoint: Path, search_thr
         Summarizer.load(tiny_checkpoint, precision="fp8")
     with pytest.raises(ValueError, match="do not combine"):
         Summarizer.load(tiny_checkpoint, precision="bf16", quantize="int8")
+
+
+def test_forced_end_says_when_the_length_cap_ended_a_summary(summarizer: Summarizer) -> None:
+    texts = make_texts(6, seed=41)
+    capped = summarizer.summarize(texts, DecodeConfig(beam_size=2, min_len=3, max_len=3))
+    assert all(s.forced_end and len(s.tokens) == 3 for s in capped)
+    free = summarizer.summarize(texts, DecodeConfig(beam_size=2, max_len=12))
+    assert [s.forced_end for s in free] == [len(s.tokens) == 12 for s in free]
+
+
+def test_word_rules_through_the_summarizer(summarizer: Summarizer) -> None:
+    texts = make_texts(6, seed=42)
+    config = DecodeConfig(beam_size=3, max_len=10, whole_words=True, no_repeat_words=True)
+    plain = summarizer.summarize(texts, dataclasses.replace(config, no_repeat_words=False))
+    summaries = summarizer.summarize(texts, config)
+    assert any(repeated_words(s.text) for s in plain)  # the rule has work to do
+    assert not any(repeated_words(s.text) for s in summaries)
+    assert all(math.isfinite(s.score) for s in summaries)

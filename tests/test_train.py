@@ -251,6 +251,18 @@ def test_copy_and_coverage_train(tmp_path: Path) -> None:
     assert load_checkpoint(result.best_dir).model_config.coverage
 
 
+def test_the_plain_encoder_decoder_trains_and_decodes(tmp_path: Path) -> None:
+    pairs = tiny_pairs(6)
+    model = dataclasses.replace(TINY_MODEL, attention="none")
+    config = tiny_train_config(max_steps=30, eval_every=30)
+    result = fit(pairs, pairs, tmp_path, model_config=model, train_config=config, progress=False)
+    assert math.isfinite(result.best["valid_nll"])
+    summarizer = Summarizer.load(result.best_dir)
+    assert summarizer.model.config.attention == "none"
+    summaries = summarizer.summarize([text for text, _ in pairs])
+    assert len(summaries) == len(pairs) and all(math.isfinite(s.score) for s in summaries)
+
+
 def test_resume_keeps_the_runs_settings_but_not_its_stopping_rules(tmp_path: Path) -> None:
     pairs = tiny_pairs(6)
     first = tiny_train_config(max_steps=4, eval_every=4, valid_sample=1, seed=3)

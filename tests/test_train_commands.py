@@ -124,6 +124,15 @@ def test_evaluate_a_predictions_file(data: Path) -> None:
     system = json.loads(report_path.read_text())["system"]
     assert system["rouge1"] == pytest.approx(80.0)  # 4 perfect documents of 5
     assert "predictions" in result.output
+    assert "a content word repeated" in result.output and "glued or cut" not in result.output
+    known = CliRunner().invoke(
+        evaluate,
+        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json-out",
+         str(report_path), "--known-words-from", str(data / "train.jsonl"), *FIELDS],
+    )  # fmt: skip
+    assert known.exit_code == 0, known.output
+    quality = json.loads(report_path.read_text())["quality"]
+    assert quality["system"]["unknown_word"] == pytest.approx(20.0)  # "nothing alike"
 
 
 def test_evaluate_errors_are_one_line(data: Path, tmp_path: Path) -> None:
