@@ -23,8 +23,8 @@ from s2s_model import (
     beam_search,
     greedy_search,
 )
+from s2s_model.beam_step import row_topk
 from s2s_model.quantize import quantize_model
-from s2s_model.search import row_topk
 from tests.conftest import tiny_model
 
 A, B = 4, 5
