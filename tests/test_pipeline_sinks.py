@@ -30,6 +30,9 @@ ROW = {
     "replaced_invalid_utf8": True,
     "model_id": "abc",
     "reuse_key": "0" * 64,
+    "novel_words": 0.5,
+    "repeated_words": 0,
+    "flags": ["truncated_source"],
 }
 
 
