@@ -54,7 +54,7 @@ def test_split() -> Path:
             raise SystemExit(f"no {test} and no {SHARED_CORPUS} to build it from")
         subprocess.run(
             [str(Path(sys.executable).with_name("s2s")), "corpus", "debian", str(DATA),
-             "--from-jsonl", str(SHARED_CORPUS)],
+             "--from_jsonl", str(SHARED_CORPUS)],
             check=True, capture_output=True,
         )  # fmt: skip
     return test

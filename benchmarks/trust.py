@@ -1,7 +1,7 @@
 """Can a user trust the summaries? Glued or cut words, stutter, and ROUGE-L on held-out Debian data.
 
     python -m benchmarks.trust [--split valid|test] [--model DIR] [--decode '{"beam_size": 4}']
-        [--examples 8] [--docs N] [--json-out FILE]
+        [--examples 8] [--docs N] [--json_out FILE]
 
 For a model and the bundled model's own held-out split (split by source package; built from
 ``../shared/data/debian-descriptions`` by ``s2s corpus debian`` into ``build/debian-synopsis/data``
@@ -47,7 +47,7 @@ def split_file(split: str) -> Path:
             raise SystemExit(f"no {path} and no {SHARED_CORPUS} to build it from")
         subprocess.run(
             [str(Path(sys.executable).with_name("s2s")), "corpus", "debian", str(DATA),
-             "--from-jsonl", str(SHARED_CORPUS)],
+             "--from_jsonl", str(SHARED_CORPUS)],
             check=True, capture_output=True,
         )  # fmt: skip
     return path
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=int, default=0, help="first N documents only (0: all)")
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--json_out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     summarizer = Summarizer.load(args.model, threads=args.threads)

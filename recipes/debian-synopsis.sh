@@ -20,14 +20,14 @@ MAX_TIME=${MAX_TIME:-45m}
 THREADS=${THREADS:-2}
 SHARED_CORPUS=${SHARED_CORPUS:-../shared/data/debian-descriptions/debian_descriptions.jsonl.gz}
 MODEL_DIR=${MODEL_DIR:-s2s_model/pretrained/debian-synopsis}
-FIELDS=(--text-field description --summary-field synopsis)
+FIELDS=(--text_field description --summary_field synopsis)
 # OpenMP threads that sleep instead of spinning when they wait: on a CPU shared with other work,
 # spinning peers made 2-thread training up to 10x slower than 1 thread (measured on this machine).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 started=$(date +%s)
 if [[ -f "$SHARED_CORPUS" ]]; then
-    "$S2S" corpus debian "$WORK/data" --from-jsonl "$SHARED_CORPUS"
+    "$S2S" corpus debian "$WORK/data" --from_jsonl "$SHARED_CORPUS"
 else
     echo "no $SHARED_CORPUS: building the corpus from apt's lists" >&2
     "$S2S" corpus debian "$WORK/data"
@@ -41,7 +41,7 @@ else
 fi
 "$S2S" -v train --train "$WORK/data/train.jsonl" --valid "$WORK/data/valid.jsonl" \
     --output "$WORK/run" --config recipes/debian-synopsis.json "${FIELDS[@]}" \
-    --max-time "$MAX_TIME" --threads "$THREADS" "${resume[@]}"
+    --max_time "$MAX_TIME" --threads "$THREADS" "${resume[@]}"
 
 mkdir -p "$MODEL_DIR"
 cp "$WORK/run/best/config.json" "$WORK/run/best/model.safetensors" \
@@ -49,6 +49,6 @@ cp "$WORK/run/best/config.json" "$WORK/run/best/model.safetensors" \
 cp "$WORK/data/corpus_info.json" "$MODEL_DIR/corpus_info.json"
 
 "$S2S" evaluate "$WORK/data/test.jsonl" --model "$MODEL_DIR" "${FIELDS[@]}" \
-    --threads "$THREADS" --json-out "$MODEL_DIR/eval-test.json" \
-    --predictions-out "$WORK/test-predictions.txt"
+    --threads "$THREADS" --json_out "$MODEL_DIR/eval-test.json" \
+    --predictions_out "$WORK/test-predictions.txt"
 echo "model in $MODEL_DIR ($(du -sh "$MODEL_DIR" | cut -f1)), made in $(( ($(date +%s) - started) / 60 )) min"

@@ -153,7 +153,7 @@ def summarize(args: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("output", metavar="DIR")
 @click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True, help="rows")
-@click.option("--dead-letters", is_flag=True, help="show the dead letters instead")
+@click.option("--dead_letters", is_flag=True, help="show the dead letters instead")
 @click.option("--width", type=click.IntRange(min=20), default=60, show_default=True,
               help="characters per text column")  # fmt: skip
 @click.option("--flag", type=click.Choice(["any", *FLAGS]), default=None,
@@ -168,7 +168,7 @@ def show(
 
     columns = DEAD_LETTER_COLUMNS if dead_letters else SHOW_COLUMNS
     if dead_letters and (flag or sort):
-        raise click.UsageError("--flag and --sort apply to summaries, not to --dead-letters")
+        raise click.UsageError("--flag and --sort apply to summaries, not to --dead_letters")
     rows = read_rows(
         output, dead_letters=dead_letters, limit=limit, columns=columns, flag=flag, sort=sort
     )

@@ -155,7 +155,7 @@ def _values(record: Any, fields: Sequence[str], file: Path, number: int) -> tupl
         if name not in record:
             raise PairsError(
                 f"{file}: record {number} has no field {name!r} (it has {sorted(record)[:10]});"
-                " pick the field with --text-field / --summary-field"
+                " pick the field with --text_field / --summary_field"
             )
         values.append(_checked(record[name], name, file, number))
     return tuple(values)
@@ -186,7 +186,7 @@ def _read_parquet(file: Path, fields: Sequence[str]) -> Iterator[tuple[str, ...]
         if name not in columns:
             raise PairsError(
                 f"{file}: no column {name!r} (columns: {columns});"
-                " pick the column with --text-field / --summary-field"
+                " pick the column with --text_field / --summary_field"
             )
     number = 0
     try:

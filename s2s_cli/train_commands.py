@@ -32,7 +32,7 @@ TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best ch
 \b
   s2s train --train train.jsonl --valid valid.jsonl --output runs/m1
   s2s train --train train.parquet --valid valid.parquet --output runs/m1 \\
-      --text-field description --summary-field synopsis --config recipe.json --max-time 45m
+      --text_field description --summary_field synopsis --config recipe.json --max_time 45m
   s2s train ... --output runs/m1 --resume        # continue an interrupted run
 
 Writes OUTPUT/best (the checkpoint to use: s2s summarize ... --model OUTPUT/best),
@@ -66,13 +66,13 @@ DURATION = _Duration()
 def _pair_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
-            "--text-field",
+            "--text_field",
             default="text",
             show_default=True,
             help="JSONL field / Parquet column holding the document",
         ),
         click.option(
-            "--summary-field",
+            "--summary_field",
             default="summary",
             show_default=True,
             help="JSONL field / Parquet column holding the reference summary",
@@ -150,8 +150,8 @@ def build_configs(
 @_pair_options
 @click.option("--config", "config_path", default=None, help="JSON recipe: model/train/decode")
 @click.option("--resume", is_flag=True, help="continue the run in --output where it stopped")
-@click.option("--max-time", type=DURATION, default=None, help="training budget: 90s, 45m, 1.5h")
-@click.option("--max-epochs", type=click.IntRange(min=1), default=None, help="passes over data")
+@click.option("--max_time", type=DURATION, default=None, help="training budget: 90s, 45m, 1.5h")
+@click.option("--max_epochs", type=click.IntRange(min=1), default=None, help="passes over data")
 @click.option("--seed", type=int, default=None, help="random seed (default: the config's)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N pairs")
 @click.option(
@@ -161,7 +161,7 @@ def build_configs(
     show_default=True,
     help="where to train; 'auto' takes a GPU when there is one",
 )
-@click.option("--progress/--no-progress", default=True, help="show the progress bar")
+@click.option("--progress/--no_progress", default=True, help="show the progress bar")
 def train(
     train_path: str,
     valid_path: str,
@@ -223,14 +223,14 @@ EVALUATE_HELP = """ROUGE of a model (or a predictions file) on TEST_FILE, next t
 \b
   s2s evaluate test.jsonl --model runs/m1/best
   s2s evaluate test.jsonl                          # the bundled model
-  s2s evaluate test.parquet --predictions preds.txt --text-field description
-  s2s evaluate test.jsonl --model runs/m1/best --beam-size 5 --json-out scores.json
+  s2s evaluate test.parquet --predictions preds.txt --text_field description
+  s2s evaluate test.jsonl --model runs/m1/best --beam_size 5 --json_out scores.json
 
 ROUGE-1/2/L/Lsum F1 x 100 (rouge-score, Porter stemming; Lsum with one sentence per line).
 Lead-N takes the first N words of each document, with N chosen on TEST_FILE to maximise
 ROUGE-L. A predictions file is .txt (one summary per line, in TEST_FILE's order) or
-JSONL/Parquet with a --prediction-field column. Beside ROUGE: the quality rates of the
-summary columns (a content word repeated, words not in the source; with --known-words-from,
+JSONL/Parquet with a --prediction_field column. Beside ROUGE: the quality rates of the
+summary columns (a content word repeated, words not in the source; with --known_words_from,
 glued or cut words), for the system and for the references.
 """
 
@@ -245,10 +245,10 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
         _DECODE_HINTS.update(typing.get_type_hints(DecodeConfig))
     for field in reversed(dataclasses.fields(DecodeConfig)):
         hint = _DECODE_HINTS[field.name]
-        flag = "--" + field.name.replace("_", "-")
+        flag = f"--{field.name}"  # the spelling of s2s summarize's (Beam-style) flags
         help_text = f"decoding: {field.metadata['help']} (default: the model's)"
         if hint is bool:
-            option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None,
+            option = click.option(f"{flag}/--no_{flag[2:]}", field.name, default=None,
                                   help=help_text)  # fmt: skip
         elif typing.get_origin(hint) is typing.Literal:
             choice = click.Choice([str(a) for a in typing.get_args(hint)])
@@ -263,17 +263,17 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("test_file")
 @click.option("--model", "model_path", default=None, help="checkpoint directory (default: bundled)")
 @click.option("--predictions", default=None, help="score this predictions file instead of a model")
-@click.option("--prediction-field", default="summary", show_default=True,
+@click.option("--prediction_field", default="summary", show_default=True,
               help="field of a JSONL/Parquet predictions file")  # fmt: skip
 @_pair_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="first N documents only")
-@click.option("--max-lead-words", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--max_lead_words", type=click.IntRange(min=1), default=100, show_default=True,
               help="largest N tried for the lead-N baseline")  # fmt: skip
-@click.option("--max-src-tokens", type=click.IntRange(min=1), default=None,
+@click.option("--max_src_tokens", type=click.IntRange(min=1), default=None,
               help="source tokens the model reads (default: as s2s summarize)")  # fmt: skip
-@click.option("--json-out", default=None, help="also write the report as JSON to this file")
-@click.option("--predictions-out", default=None, help="write the model's summaries here (.txt)")
-@click.option("--known-words-from", default=None, metavar="TRAIN",
+@click.option("--json_out", default=None, help="also write the report as JSON to this file")
+@click.option("--predictions_out", default=None, help="write the model's summaries here (.txt)")
+@click.option("--known_words_from", default=None, metavar="TRAIN",
               help="training pairs: also count summaries with a word in neither their source nor"
               " these (glued or cut copies)")  # fmt: skip
 @_decode_options
@@ -379,26 +379,26 @@ DEBIAN_HELP = """Build (description -> synopsis) pairs from Debian's package des
 
 \b
   s2s corpus debian data/debian                  # from apt's lists (see below)
-  s2s corpus debian data/debian --from-jsonl debian_descriptions.jsonl.gz
+  s2s corpus debian data/debian --from_jsonl debian_descriptions.jsonl.gz
 
 Reads apt's Translation-en and Packages indexes (fetch them with
 `apt-get -o Acquire::Languages=en update`), or an extracted JSONL file. Deduplicates by
 Description-md5 and by description, splits by a hash of the source package, and writes
 OUT_DIR/{train,valid,test}.jsonl (fields md5, package, source, synopsis, description) and
-OUT_DIR/corpus_info.json. Train with --text-field description --summary-field synopsis.
+OUT_DIR/corpus_info.json. Train with --text_field description --summary_field synopsis.
 """
 
 
 @corpus.command(help=DEBIAN_HELP)
 @click.argument("out_dir")
-@click.option("--from-jsonl", default=None, help="extracted records (md5, package, source, ...)")
+@click.option("--from_jsonl", default=None, help="extracted records (md5, package, source, ...)")
 @click.option("--translation", multiple=True, help="a Translation-en index file (repeatable)")
 @click.option("--packages", multiple=True, help="a Packages index file, for source names")
-@click.option("--lists-dir", default="/var/lib/apt/lists", show_default=True,
+@click.option("--lists_dir", default="/var/lib/apt/lists", show_default=True,
               help="where apt keeps its indexes")  # fmt: skip
-@click.option("--test-fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+@click.option("--test_fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
               help="share of source-package hash buckets in the test split")  # fmt: skip
-@click.option("--valid-fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+@click.option("--valid_fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
               help="share of source-package hash buckets in the validation split")  # fmt: skip
 def debian(
     out_dir: str,

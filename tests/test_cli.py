@@ -69,7 +69,7 @@ def test_show_prints_summaries_and_dead_letters(finished: Path) -> None:
     assert "6 records, 5 summarized, 1 dead letters" in lines[0]
     assert lines[1].split() == ["doc_id", "summary", "score", "src_tokens", "novel_words", "flags"]
     assert len(lines) == 2 + 1 + 2  # run line, header, rule, two rows
-    dead = invoke("show", str(finished), "--dead-letters")
+    dead = invoke("show", str(finished), "--dead_letters")
     assert dead.exit_code == 0, dead.output
     assert "empty_document" in dead.stdout and "in.txt:6" in dead.stdout
 
@@ -91,7 +91,7 @@ def test_show_filters_and_sorts_by_the_quality_columns(finished: Path) -> None:
     assert result.exit_code == 0, result.output
     forced = sum("forced_end" in r["flags"] for r in rows)
     assert len(result.stdout.splitlines()) == 3 + forced
-    refused = CliRunner().invoke(main, ["show", str(finished), "--dead-letters", "--flag", "any"])
+    refused = CliRunner().invoke(main, ["show", str(finished), "--dead_letters", "--flag", "any"])
     assert refused.exit_code == 2 and "apply to summaries" in refused.output
 
 

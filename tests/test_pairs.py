@@ -45,7 +45,7 @@ def test_missing_field_names_file_and_record(tmp_path: Path) -> None:
 
 def test_default_fields_missing_suggests_the_flags(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [record("a", "b")])
-    with pytest.raises(PairsError, match=r"record 1 has no field 'text'.*--text-field"):
+    with pytest.raises(PairsError, match=r"record 1 has no field 'text'.*--text_field"):
         read_pairs(path)
 
 

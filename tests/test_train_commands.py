@@ -48,7 +48,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-FIELDS = ["--text-field", "description", "--summary-field", "synopsis"]
+FIELDS = ["--text_field", "description", "--summary_field", "synopsis"]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def trained(data: Path) -> Path:
         train,
         ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
          "--output", str(output), "--config", str(data / "recipe.json"), "--threads", "1",
-         "--no-progress", "--seed", "7", *FIELDS],
+         "--no_progress", "--seed", "7", *FIELDS],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "stopped (max_steps) after 12 updates" in result.output
@@ -80,7 +80,7 @@ def test_train_writes_a_loadable_best_checkpoint(trained: Path) -> None:
 
 def test_train_resume_and_refusal_to_overwrite(trained: Path, data: Path) -> None:
     args = ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
-            "--output", str(trained), "--config", str(data / "recipe.json"), "--no-progress",
+            "--output", str(trained), "--config", str(data / "recipe.json"), "--no_progress",
             *FIELDS]  # fmt: skip
     again = CliRunner().invoke(train, args)
     assert again.exit_code == 1
@@ -97,8 +97,8 @@ def test_evaluate_a_model_prints_the_table_and_writes_json(trained: Path, data: 
     predictions_path = data / "preds.txt"
     result = CliRunner().invoke(
         evaluate,
-        [str(data / "test.jsonl"), "--model", str(trained / "best"), "--beam-size", "1",
-         "--json-out", str(report_path), "--predictions-out", str(predictions_path), *FIELDS],
+        [str(data / "test.jsonl"), "--model", str(trained / "best"), "--beam_size", "1",
+         "--json_out", str(report_path), "--predictions_out", str(predictions_path), *FIELDS],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "R-Lsum" in result.output and "lead-" in result.output and "docs/s" in result.output
@@ -117,7 +117,7 @@ def test_evaluate_a_predictions_file(data: Path) -> None:
     report_path = data / "perfect.json"
     result = CliRunner().invoke(
         evaluate,
-        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json-out",
+        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json_out",
          str(report_path), *FIELDS],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -127,8 +127,8 @@ def test_evaluate_a_predictions_file(data: Path) -> None:
     assert "a content word repeated" in result.output and "glued or cut" not in result.output
     known = CliRunner().invoke(
         evaluate,
-        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json-out",
-         str(report_path), "--known-words-from", str(data / "train.jsonl"), *FIELDS],
+        [str(data / "test.jsonl"), "--predictions", str(predictions), "--json_out",
+         str(report_path), "--known_words_from", str(data / "train.jsonl"), *FIELDS],
     )  # fmt: skip
     assert known.exit_code == 0, known.output
     quality = json.loads(report_path.read_text())["quality"]
@@ -178,7 +178,7 @@ def test_bad_configuration_is_a_clean_error(data: Path, tmp_path: Path) -> None:
     recipe.write_text(json.dumps({"decode_candidates": [{"beam_size": 0}]}))
     result = CliRunner().invoke(train, [*base, "--config", str(recipe)])
     assert result.exit_code == 1 and "beam_size=0 must be at least 1" in result.output
-    result = CliRunner().invoke(train, [*base, "--max-time", "soon"])
+    result = CliRunner().invoke(train, [*base, "--max_time", "soon"])
     assert result.exit_code == 2 and "not a duration" in result.output
 
 
@@ -227,7 +227,7 @@ def test_corpus_debian_from_apt_files(tmp_path: Path) -> None:
 
 def test_corpus_debian_without_apt_lists_says_how_to_get_them(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        corpus, ["debian", str(tmp_path / "c"), "--lists-dir", str(tmp_path)]
+        corpus, ["debian", str(tmp_path / "c"), "--lists_dir", str(tmp_path)]
     )
     assert result.exit_code == 1
     assert "apt-get -o Acquire::Languages=en update" in result.output
@@ -247,5 +247,5 @@ def test_evaluate_reads_as_many_source_tokens_as_summarize(
     monkeypatch.setattr(Summarizer, "__init__", spy)
     args = [str(data / "test.jsonl"), "--model", str(trained / "best"), *FIELDS]
     assert CliRunner().invoke(evaluate, args).exit_code == 0
-    assert CliRunner().invoke(evaluate, [*args, "--max-src-tokens", "7"]).exit_code == 0
+    assert CliRunner().invoke(evaluate, [*args, "--max_src_tokens", "7"]).exit_code == 0
     assert seen == [DEFAULT_MAX_SRC_TOKENS, 7]
