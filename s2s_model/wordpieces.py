@@ -36,7 +36,8 @@ MAX_WORD_PIECES = 16
 SENTENCEPIECE_SPACE = "\u2581"
 # Characters that open a word without being part of it: "(Python", "'testing'".
 OPENING = "([{\"'`"
-# Characters that may follow a word without being part of it: "X11," "laptops." "(foo)".
+# Characters that may follow a word without being part of it ("X11," "laptops." "(foo)") when a
+# word boundary comes next.
 CLOSING = ".,;:!?)]}\"'`"
 
 
@@ -148,7 +149,9 @@ def finish_copied_words(
     match = source_matches(history, src, words.starts, MAX_WORD_PIECES)  # (N, S)
     following = torch.nn.functional.pad(src[:, 1:], (0, 1), value=PAD_ID)  # (N, S)
     next_word = words.starts[following]  # PAD is a boundary too
-    ends_word = next_word | words.closing[following]
+    # Closing punctuation ends the word only before a boundary: "X11," yes, "org.eclipse" no.
+    after_next = torch.nn.functional.pad(next_word[:, 1:], (0, 1), value=True)
+    ends_word = next_word | (words.closing[following] & after_next)
     goes_on = match & ~next_word
     continuations = torch.zeros(rows, size, dtype=torch.bool, device=src.device)
     continuations.scatter_(1, torch.where(goes_on, following, PAD_ID), True)  # (N, V)

@@ -62,7 +62,7 @@ def allowed_after(history: list[str], source: list[str], rule: str) -> set[str]:
     return {PIECES[i] for i in torch.isfinite(log_probs[0]).nonzero().flatten().tolist()}
 
 
-SOURCE = ["▁Fire", "W", "all", ",", "▁the", "▁mini", "buffer", "▁Go", "lang"]
+SOURCE = ["▁Fire", "W", "all", ",", "▁the", "▁mini", "buffer", "▁Go", "lang", ",", "lang"]
 STARTS = {p for i, p in enumerate(PIECES) if i < 4 or p.startswith("▁")}
 
 
@@ -70,6 +70,8 @@ def test_a_copied_word_is_finished_as_the_source_has_it() -> None:
     assert allowed_after(["▁the", "▁Fire", "W"], SOURCE, "whole") == {"all"}
     # "FireWall," in the source: the word may end before the comma, or go on with it.
     assert allowed_after(["▁Fire", "W", "all"], SOURCE, "whole") == STARTS | {","}
+    # "Golang,lang": the comma is inside the word, which goes on.
+    assert allowed_after(["▁Go", "lang"], SOURCE, "whole") == {","}
 
 
 def test_a_piece_of_another_word_is_not_glued_to_a_copied_one() -> None:
@@ -148,7 +150,7 @@ def obeys_whole_words(tokens: list[int], source: Tensor, words: WordPieces, cap:
         if not any(c[: len(word)] == word for c in candidates):
             return False
         complete = len(word) == 1 or any(
-            c == word or (c[: len(word)] == word and bool(words.closing[c[len(word)]]))
+            c == word or (c[: len(word)] == word == c[: len(c) - 1] and bool(words.closing[c[-1]]))
             for c in candidates
         )
         if not complete and not (k == len(written) - 1 and len(tokens) >= cap):
