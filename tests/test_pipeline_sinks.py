@@ -29,6 +29,9 @@ ROW = {
     "truncated": False,
     "replaced_invalid_utf8": True,
     "model_id": "abc",
+    "novel_words": 0.5,
+    "repeated_words": 0,
+    "flags": ["novel_word", "truncated_source"],
 }
 
 
