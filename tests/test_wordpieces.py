@@ -84,10 +84,11 @@ def test_a_single_piece_is_a_word_of_its_own() -> None:
     assert allowed_after(["▁Go"], SOURCE, "whole") == STARTS | {"lang"}
 
 
-def test_words_the_source_does_not_start_are_free() -> None:
-    assert allowed_after(["▁go"], SOURCE, "whole") == set(PIECES)
-    assert allowed_after(["buffer"], SOURCE, "whole") == set(PIECES)
-    assert allowed_after([], SOURCE, "whole") == set(PIECES)
+def test_other_words_may_not_go_on_with_a_piece_from_inside_a_source_word() -> None:
+    inside = {"W", "all", "buffer", "lang"}  # "," closes a word: it stays allowed
+    assert allowed_after(["▁go"], SOURCE, "whole") == set(PIECES) - inside
+    assert allowed_after([], SOURCE, "whole") == set(PIECES) - inside
+    assert allowed_after(["▁go"], ["▁the"], "whole") == set(PIECES)
 
 
 def test_a_content_word_starts_once_whatever_its_case_or_bracket() -> None:
@@ -140,12 +141,17 @@ def source_words(source: Tensor, words: WordPieces) -> list[list[int]]:
 
 def obeys_whole_words(tokens: list[int], source: Tensor, words: WordPieces, cap: int) -> bool:
     """A word whose first piece starts a source word is a source word's prefix, and ends where
-    that word ends (or is one piece); the last word may be cut by the length cap."""
+    that word ends (or is one piece); the last word may be cut by the length cap. Other words hold
+    no piece that the source has inside a word (after their first, or first in the summary)."""
     written = split_words(tokens, words)
     copies = [w for w in source_words(source, words) if bool(words.starts[w[0]])]
+    inside = {t for w in source_words(source, words) for t in w[1:] if not words.closing[t]}
     for k, word in enumerate(written):
         candidates = [c for c in copies if c[:1] == word[:1]]
         if not candidates:
+            pieces = word if k == 0 and not bool(words.starts[word[0]]) else word[1:]
+            if inside & set(pieces):
+                return False
             continue
         if not any(c[: len(word)] == word for c in candidates):
             return False
