@@ -122,8 +122,8 @@ class DecodeConfig:
     no_repeat_ngram_size: int = _help("forbid any n-gram of this size occurring twice (0: off)", 0)
     ban_unk: bool = _help("never emit the unknown token", False)
     whole_words: bool = _help(
-        "a word copied from the source piece by piece is finished as it is there: no glued or"
-        " cut copies (word pieces only)",
+        "a word copied from the source piece by piece is finished as it is there, and no copy"
+        " starts inside a source word: no glued or cut copies (word pieces only)",
         False,
     )
     no_repeat_words: bool = _help(

@@ -12,7 +12,9 @@ the continuation pieces after it ("rary"). Two failures come from deciding piece
 of a source word (from that word's first piece), its next continuation piece must continue some
 such source word, and it may end (a word-starting piece or EOS) only where one of them ends
 (before a word-starting piece or closing punctuation) or when it is a single piece (a word of the
-vocabulary). Words the source does not start are free.
+vocabulary). A word that does not copy the start of a source word may not go on with a piece the
+source holds inside a word (that would copy from half-way through it: "thebuffer", "forosgi"),
+nor may the summary open with one.
 
 ``no_repeat_words`` (``ban_repeated_words``): a piece that starts a content word (letters, not
 a function word) may start a word at most once per summary.
@@ -31,12 +33,13 @@ from s2s_model.quality import FUNCTION_WORDS
 from s2s_model.tokenizer import PAD_ID, SPECIAL_IDS, TextTokenizer
 
 NEG_INF = float("-inf")
-# Pieces of the word being written that are traced back to the source; a longer word is free.
+# Pieces of the word being written that are traced back to the source; a longer copy ends there.
 MAX_WORD_PIECES = 16
 SENTENCEPIECE_SPACE = "\u2581"
 # Characters that open a word without being part of it: "(Python", "'testing'".
 OPENING = "([{\"'`"
-# Characters that may follow a word without being part of it: "X11," "laptops." "(foo)".
+# Characters that may follow a word without being part of it ("X11," "laptops." "(foo)") when a
+# word boundary comes next.
 CLOSING = ".,;:!?)]}\"'`"
 
 
@@ -148,7 +151,9 @@ def finish_copied_words(
     match = source_matches(history, src, words.starts, MAX_WORD_PIECES)  # (N, S)
     following = torch.nn.functional.pad(src[:, 1:], (0, 1), value=PAD_ID)  # (N, S)
     next_word = words.starts[following]  # PAD is a boundary too
-    ends_word = next_word | words.closing[following]
+    # Closing punctuation ends the word only before a boundary: "X11," yes, "org.eclipse" no.
+    after_next = torch.nn.functional.pad(next_word[:, 1:], (0, 1), value=True)
+    ends_word = next_word | (words.closing[following] & after_next)
     goes_on = match & ~next_word
     continuations = torch.zeros(rows, size, dtype=torch.bool, device=src.device)
     continuations.scatter_(1, torch.where(goes_on, following, PAD_ID), True)  # (N, V)
@@ -160,6 +165,12 @@ def finish_copied_words(
     copying = match.any(dim=1, keepdim=True)  # (N, 1)
     closed = ~words.starts.unsqueeze(0) | ~may_end.unsqueeze(1)  # (N, V)
     banned = copying & closed & ~continuations
+    # Not copying: a piece the source holds inside a word would start a copy half-way through it.
+    inside = ~words.starts[src] & ~words.closing[src] & (src != PAD_ID)  # (N, S)
+    mid_word = torch.zeros(rows, size, dtype=torch.bool, device=src.device)
+    mid_word.scatter_(1, torch.where(inside, src, PAD_ID), True)  # (N, V)
+    mid_word[:, PAD_ID] = False
+    banned = banned | (~copying & mid_word)
     return log_probs.masked_fill_(_columns(banned, vocab), NEG_INF)
 
 

@@ -32,7 +32,7 @@ ROW = {
     "reuse_key": "0" * 64,
     "novel_words": 0.5,
     "repeated_words": 0,
-    "flags": ["truncated_source"],
+    "flags": ["novel_word", "truncated_source"],
 }
 
 

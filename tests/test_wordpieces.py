@@ -62,7 +62,7 @@ def allowed_after(history: list[str], source: list[str], rule: str) -> set[str]:
     return {PIECES[i] for i in torch.isfinite(log_probs[0]).nonzero().flatten().tolist()}
 
 
-SOURCE = ["▁Fire", "W", "all", ",", "▁the", "▁mini", "buffer", "▁Go", "lang"]
+SOURCE = ["▁Fire", "W", "all", ",", "▁the", "▁mini", "buffer", "▁Go", "lang", ",", "lang"]
 STARTS = {p for i, p in enumerate(PIECES) if i < 4 or p.startswith("▁")}
 
 
@@ -70,6 +70,8 @@ def test_a_copied_word_is_finished_as_the_source_has_it() -> None:
     assert allowed_after(["▁the", "▁Fire", "W"], SOURCE, "whole") == {"all"}
     # "FireWall," in the source: the word may end before the comma, or go on with it.
     assert allowed_after(["▁Fire", "W", "all"], SOURCE, "whole") == STARTS | {","}
+    # "Golang,lang": the comma is inside the word, which goes on.
+    assert allowed_after(["▁Go", "lang"], SOURCE, "whole") == {","}
 
 
 def test_a_piece_of_another_word_is_not_glued_to_a_copied_one() -> None:
@@ -82,10 +84,11 @@ def test_a_single_piece_is_a_word_of_its_own() -> None:
     assert allowed_after(["▁Go"], SOURCE, "whole") == STARTS | {"lang"}
 
 
-def test_words_the_source_does_not_start_are_free() -> None:
-    assert allowed_after(["▁go"], SOURCE, "whole") == set(PIECES)
-    assert allowed_after(["buffer"], SOURCE, "whole") == set(PIECES)
-    assert allowed_after([], SOURCE, "whole") == set(PIECES)
+def test_other_words_may_not_go_on_with_a_piece_from_inside_a_source_word() -> None:
+    inside = {"W", "all", "buffer", "lang"}  # "," closes a word: it stays allowed
+    assert allowed_after(["▁go"], SOURCE, "whole") == set(PIECES) - inside
+    assert allowed_after([], SOURCE, "whole") == set(PIECES) - inside
+    assert allowed_after(["▁go"], ["▁the"], "whole") == set(PIECES)
 
 
 def test_a_content_word_starts_once_whatever_its_case_or_bracket() -> None:
@@ -138,17 +141,22 @@ def source_words(source: Tensor, words: WordPieces) -> list[list[int]]:
 
 def obeys_whole_words(tokens: list[int], source: Tensor, words: WordPieces, cap: int) -> bool:
     """A word whose first piece starts a source word is a source word's prefix, and ends where
-    that word ends (or is one piece); the last word may be cut by the length cap."""
+    that word ends (or is one piece); the last word may be cut by the length cap. Other words hold
+    no piece that the source has inside a word (after their first, or first in the summary)."""
     written = split_words(tokens, words)
     copies = [w for w in source_words(source, words) if bool(words.starts[w[0]])]
+    inside = {t for w in source_words(source, words) for t in w[1:] if not words.closing[t]}
     for k, word in enumerate(written):
         candidates = [c for c in copies if c[:1] == word[:1]]
         if not candidates:
+            pieces = word if k == 0 and not bool(words.starts[word[0]]) else word[1:]
+            if inside & set(pieces):
+                return False
             continue
         if not any(c[: len(word)] == word for c in candidates):
             return False
         complete = len(word) == 1 or any(
-            c == word or (c[: len(word)] == word and bool(words.closing[c[len(word)]]))
+            c == word or (c[: len(word)] == word == c[: len(c) - 1] and bool(words.closing[c[-1]]))
             for c in candidates
         )
         if not complete and not (k == len(written) - 1 and len(tokens) >= cap):
