@@ -47,6 +47,7 @@ from apache_beam.metrics.metric import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from pipeline.dead_letters import METRICS_NAMESPACE, REUSED_COUNTER, DeadLetter
+from pipeline.output import read_manifest
 from pipeline.progress import REUSED_PREFIX, ReportProgress
 from pipeline.sinks import success_path, summary_schema
 from pipeline.sources import Document, Record
@@ -113,15 +114,6 @@ class RowKeys:
 # -- preflight ---------------------------------------------------------------------------------
 
 
-def _manifest(directory: str) -> dict[str, Any] | None:
-    path = success_path(directory)
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path) as handle:
-        manifest: dict[str, Any] = json.loads(handle.read().decode("utf-8"))
-    return manifest
-
-
 def _same_directory(a: str, b: str) -> bool:
     def normal(path: str) -> str:
         local = FileSystems.get_scheme(path) in (None, "", "file")
@@ -138,7 +130,7 @@ def unusable_reason(directory: str, output: str, manifest_version: int) -> str |
             " reads them): copy it elsewhere first, or reuse another run's output"
         )
     try:
-        manifest = _manifest(directory)
+        manifest = read_manifest(directory)
     except Exception as err:  # OSError, ValueError (bad JSON), a filesystem plugin error, ...
         message = " ".join(str(err).split()) or type(err).__name__
         return f"cannot read {success_path(directory)} ({message}): give a finished run's output"
@@ -182,7 +174,7 @@ def earlier_summary_files(directories: Iterable[str], manifest_version: int) -> 
     warned that it is skipped)."""
     files = []
     for directory in directories:
-        manifest = _manifest(directory) or {}
+        manifest = read_manifest(directory) or {}
         if manifest.get("manifest_version") != manifest_version:
             continue
         names = manifest.get("files", {}).get("summaries", [])
