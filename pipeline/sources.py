@@ -172,13 +172,15 @@ def read_jsonl(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterator[
                 f"line longer than {settings.max_line_bytes} bytes (4 x --max_doc_chars):"
                 " raise --max_doc_chars to read it"
             )
-            yield _dead(fallback_id, path, dl.MALFORMED_JSON, detail, line)
+            yield dl.dead_letter(fallback_id, path, dl.MALFORMED_JSON, detail, line)
             continue
         text, replaced = decode_text(line)
         try:
             record = json.loads(text)
         except (ValueError, RecursionError) as err:
-            yield _dead(fallback_id, path, dl.MALFORMED_JSON, f"{type(err).__name__}: {err}", line)
+            yield dl.dead_letter(
+                fallback_id, path, dl.MALFORMED_JSON, f"{type(err).__name__}: {err}", line
+            )
             continue
         yield _record_document(record, fallback_id, path, replaced, line, settings)
 
@@ -192,7 +194,7 @@ def read_parquet(stream: BinaryIO, path: str, settings: ReadSettings) -> Iterato
     if settings.text_field not in names:
         detail = f"shard has no column {settings.text_field!r} (columns: {sorted(names)})"
         for number in range(1, parquet.metadata.num_rows + 1):
-            yield _dead(f"{path}:{number}", path, dl.MISSING_FIELD, detail, "")
+            yield dl.dead_letter(f"{path}:{number}", path, dl.MISSING_FIELD, detail, "")
         return
     columns = [settings.text_field]
     if settings.id_field and settings.id_field in names:
@@ -209,17 +211,17 @@ def _record_document(
 ) -> Document | DeadLetter:
     if not isinstance(record, dict):
         detail = f"expected a JSON object, got {type(record).__name__}"
-        return _dead(fallback_id, path, dl.NOT_AN_OBJECT, detail, raw)
+        return dl.dead_letter(fallback_id, path, dl.NOT_AN_OBJECT, detail, raw)
     doc_id = _record_id(record, fallback_id, settings)
     value = record.get(settings.text_field)
     if value is None:
         detail = f"no field {settings.text_field!r} (fields: {sorted(record)[:20]})"
-        return _dead(doc_id, path, dl.MISSING_FIELD, detail, raw)
+        return dl.dead_letter(doc_id, path, dl.MISSING_FIELD, detail, raw)
     if isinstance(value, bytes):
         value, replaced = decode_text(value)
     if not isinstance(value, str):
         detail = f"field {settings.text_field!r} is {type(value).__name__}, not a string"
-        return _dead(doc_id, path, dl.WRONG_FIELD_TYPE, detail, raw)
+        return dl.dead_letter(doc_id, path, dl.WRONG_FIELD_TYPE, detail, raw)
     clean = safe_text(value)
     text, cut = _cut(clean, settings)
     return Document(doc_id, path, text, cut, replaced or clean != value)
@@ -234,10 +236,6 @@ def _record_id(record: dict[str, Any], fallback_id: str, settings: ReadSettings)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return fallback_id
-
-
-def _dead(doc_id: str, path: str, reason: str, detail: str, raw: Any) -> DeadLetter:
-    return dl.dead_letter(doc_id, path, reason, detail, raw)
 
 
 _READERS = {"lines": read_lines, "file": read_file, "jsonl": read_jsonl, "parquet": read_parquet}
@@ -281,7 +279,7 @@ class _ReadShardFn(beam.DoFn):
         except Exception as err:  # any way a shard can break: OSError, EOFError, ArrowInvalid
             logger.warning("shard %s broke after %d records: %s", label, records, err)
             self._records.inc()
-            yield _dead(
+            yield dl.dead_letter(
                 f"{label}:{records + 1}-",
                 label,
                 dl.UNREADABLE_SHARD,
