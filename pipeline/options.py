@@ -39,6 +39,7 @@ IF_REUSE_UNUSABLE = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_BATCH_WINDOW = 512
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
+DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 # An unknown flag this close to one of ours is a typo, not a runner-specific pass-through flag.
 TYPO_CUTOFF = 0.8
@@ -286,11 +287,19 @@ class SummarizeOptions(PipelineOptions):
         search per core, so the model loads once and every core decodes (measured faster than
         as many worker processes, which each import torch and load the model). Anything else
         (several local workers, a distributed runner's workers) gets one search per worker."""
-        runner = self.view_as(StandardOptions).runner
-        name = runner if isinstance(runner, str) else type(runner).__name__
-        local = runner is None or name.lower() in LOCAL_RUNNERS  # None: the local default
         workers = self.view_as(DirectOptions).direct_num_workers
-        return max(1, os.cpu_count() or 1) if local and workers in (None, 1) else 1
+        one_local_worker = self.is_local_runner() and workers in (None, 1)
+        return max(1, os.cpu_count() or 1) if one_local_worker else 1
+
+    def runner_name(self) -> str:
+        """The runner's name (Beam's local default, FnApiRunner, before one is set)."""
+        runner = self.view_as(StandardOptions).runner
+        if runner is None:
+            return DEFAULT_RUNNER
+        return runner if isinstance(runner, str) else type(runner).__name__
+
+    def is_local_runner(self) -> bool:
+        return self.runner_name().lower() in LOCAL_RUNNERS
 
     def decode_overrides(self) -> dict[str, Any]:
         """The decode flags given on the command line (those left at None are not)."""

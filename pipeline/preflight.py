@@ -15,15 +15,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.model_handler import load_summarizer
-from pipeline.options import LOCAL_RUNNERS, OptionsError, SummarizeOptions, parse_options
+from pipeline.options import DEFAULT_RUNNER, OptionsError, SummarizeOptions, parse_options
 from pipeline.output import MANIFEST_VERSION
 from pipeline.reuse import usable_directories
 from pipeline.sinks import success_path
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from s2s_model.device import DeviceError, resolve_device
 from s2s_model.errors import S2SError, one_line
-
-DEFAULT_RUNNER = "FnApiRunner"
 
 
 class PreflightError(S2SError):
@@ -66,15 +64,6 @@ def expand_pattern(pattern: str) -> str:
     if FileSystems.get_scheme(pattern) in (None, "file") and os.path.isdir(pattern):
         return pattern.rstrip("/") + "/**"
     return pattern
-
-
-def runner_name(options: SummarizeOptions) -> str:
-    runner = options.view_as(StandardOptions).runner
-    return runner if isinstance(runner, str) else type(runner).__name__
-
-
-def is_local_runner(options: SummarizeOptions) -> bool:
-    return runner_name(options).lower() in LOCAL_RUNNERS
 
 
 def _count_shards(patterns: Sequence[str]) -> int:
@@ -123,7 +112,7 @@ def _worker_device(options: SummarizeOptions, settings: RuntimeSettings) -> str:
     """Local workers run on this machine: a device it cannot use fails here, before any work.
     Remote workers are other machines (a launcher seldom has their GPU): they check it when
     they load the model, and fail the job rather than fall back."""
-    if not is_local_runner(options):
+    if not options.is_local_runner():
         return settings.device
     if settings.quantize == "int8" and settings.device == "auto":
         return "cpu"
@@ -171,6 +160,6 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         fingerprint=model.fingerprint,
         decode=decode,
         settings=settings,
-        runner=runner_name(options),
+        runner=options.runner_name(),
         device=device,
     )

@@ -48,7 +48,6 @@ from pipeline.preflight import (
     PreflightError,
     RunPlan,
     expand_pattern,
-    is_local_runner,
     parse,
     preflight,
 )
@@ -211,7 +210,7 @@ def _run_watched(
     options: SummarizeOptions, plan: RunPlan, attempt: str, on_progress: ProgressCallback | None
 ) -> PipelineResult:
     """Run the job; on a local runner, report documents done to ``on_progress`` as they are."""
-    if on_progress is None or not is_local_runner(options):
+    if on_progress is None or not options.is_local_runner():
         return _run_job(options, plan, attempt, None)
     progress_dir = tempfile.mkdtemp(prefix="s2s-progress-")
     try:
@@ -249,7 +248,7 @@ def _manifest(
 def _device_info(plan: RunPlan, options: SummarizeOptions) -> dict[str, Any]:
     """The device the workers ran on, as this launcher can know it: exactly on a local runner;
     on a remote one, what was asked (the workers refuse to fall back from a GPU)."""
-    if is_local_runner(options):
+    if options.is_local_runner():
         return device_info(plan.device)
     return {"device": plan.device, "gpu": None, "torch": None, "cuda": None}
 
