@@ -1,6 +1,8 @@
 """What the cheaper decoding costs in quality: the bundled model on its test split, exact against
-``--quantize int8``, ``--shortlist N`` and both, with ROUGE-L, its change, the fraction of summaries
-that change, and docs/s (one thread).
+``--quantize int8``, ``--shortlist N``, both, and narrower beams, with ROUGE-L, its change, the
+fraction of summaries that change, and docs/s (one thread): the quality-speed frontier, also drawn
+as ``results/frontier.png``. Which int8 kernels run (torch's quantized engine, the CPU's vector
+capability, VNNI) is recorded beside the figures.
 
     python -m benchmarks.quality [--docs N] [--threads 1]
 
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2s_model import DecodeConfig, Summarizer
+from s2s_model import Summarizer
 from s2s_model.evaluation import rouge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,7 @@ class Setting:
     name: str
     quantize: str = "none"
     shortlist: int = 0
+    beam_size: int | None = None  # None: the model's
 
 
 SETTINGS = [
@@ -43,6 +46,9 @@ SETTINGS = [
     Setting("shortlist 4000", shortlist=4000),
     Setting("int8 + shortlist 2000", quantize="int8", shortlist=2000),
     Setting("int8 + shortlist 4000", quantize="int8", shortlist=4000),
+    Setting("beam 2", beam_size=2),
+    Setting("beam 1 (greedy)", beam_size=1),
+    Setting("int8 + shortlist 2000, beam 2", quantize="int8", shortlist=2000, beam_size=2),
 ]
 
 
@@ -63,11 +69,48 @@ def test_split() -> Path:
 def run(setting: Setting, texts: list[str], threads: int) -> tuple[list[str], float]:
     """Summaries of ``texts`` under ``setting`` and the seconds they took."""
     summarizer = Summarizer.load(threads=threads, quantize=setting.quantize)
-    decode = DecodeConfig(**{**summarizer.decode.to_dict(), "shortlist": setting.shortlist})
+    changes = {"shortlist": setting.shortlist, "beam_size": setting.beam_size}
+    decode = summarizer.decode.with_overrides(changes)
+    if decode.n_best > decode.beam_size:
+        decode = decode.with_overrides({"n_best": decode.beam_size})
     summarizer.summarize(texts[:8], decode)  # warm up
     start = time.perf_counter()
     summaries = [s.text for s in summarizer.summarize(texts, decode)]
     return summaries, time.perf_counter() - start
+
+
+def kernels() -> dict[str, object]:
+    """Which int8 and vector kernels this CPU runs."""
+    import torch
+
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), "")
+    return {
+        "quantized_engine": torch.backends.quantized.engine,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_vnni": "avx512_vnni" in flags.split(),
+        "avx_vnni": "avx_vnni" in flags.split(),
+    }
+
+
+def draw_frontier(rows: list[dict[str, object]], path: Path) -> None:
+    """ROUGE-L against docs/s, one labelled point per setting."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for row in rows:
+        speed, score = float(row["docs_per_s"]), float(row["rougeL"])  # type: ignore[arg-type]
+        axes.scatter([speed], [score])
+        axes.annotate(str(row["setting"]), (speed, score), fontsize=7, xytext=(4, 2),
+                      textcoords="offset points")  # fmt: skip
+    axes.set(xlabel="docs/s (one thread)", ylabel="ROUGE-L (test split)",
+             title="bundled model: quality against speed")  # fmt: skip
+    figure.savefig(str(path), dpi=100)
 
 
 def main() -> None:
@@ -96,7 +139,8 @@ def main() -> None:
     for row in rows:
         row["rougeL_change"] = round(row["rougeL"] - rows[0]["rougeL"], 2)
     RESULTS.mkdir(exist_ok=True)
-    result = {"docs": len(texts), "threads": args.threads, "rows": rows}
+    result = {"docs": len(texts), "threads": args.threads, "kernels": kernels(), "rows": rows}
+    draw_frontier(rows, RESULTS / "frontier.png")
     (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"bundled model, {len(texts)} test documents, {args.threads} thread(s)")
     print(f"{'setting':24} {'ROUGE-L':>8} {'change':>7} {'changed':>8} {'docs/s':>7}")
