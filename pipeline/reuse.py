@@ -12,10 +12,11 @@ that, and every summary row carries it:
 
 Left out, because they do not change the answer: ``refill``, ``max_batch_tokens``,
 ``batch_window``, ``torch_threads``, the runner and its workers
-(tests/test_reliability_determinism.py: the same summaries, and scores within 1e-5, whatever the
-batching, refilling or worker processes). Also left out: the device. ``--device auto`` is
-resolved on each worker, after the key is needed; rows decoded on a GPU and reused on a CPU may
-differ from a fresh CPU run in the last digits of their scores, as two GPU models do.
+(tests/pipeline/test_reliability_determinism.py: the same summaries, and scores within
+1e-5, whatever the batching, refilling or worker processes). Also left out: the device.
+``--device auto`` is resolved on each worker, after the key is needed; rows decoded on a GPU
+and reused on a CPU may differ from a fresh CPU run in the last digits of their scores, as two
+GPU models do.
 
 The join. Documents are keyed, the earlier runs' ``summaries/*.parquet`` files (those their
 manifests list) are read with Beam's Parquet reader and keyed by their ``reuse_key``, and the

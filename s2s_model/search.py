@@ -23,7 +23,8 @@ The search stays on the device: finished hypotheses are kept in device tensors (
 ``n_best`` best so far) and read back once, together, after their documents leave; rules apply
 with ``torch.where`` rather than host-side branches; lengths the host knows stay on the host. A
 step reads one thing back, the (B,) flags of the documents that are done, plus a few reads when
-documents are admitted (``tests/test_host_reads.py`` holds this to at most 2 per step). None of
+documents are admitted (``tests/s2s_model/test_host_reads.py`` holds this to at most 2 per
+step). None of
 this changes a result: scores are computed in float64 on the device as the host would, and ties
 between finished hypotheses still go to the one that finished first.
 """

@@ -26,7 +26,8 @@ from tests.pipeline_fixtures import summarize_args, write_lines
 
 OLD = 60
 NEW = 6  # 10% new documents in the second run
-SCORE_TOLERANCE = 1e-5  # as tests/test_reliability_determinism.py: batching moves the last bits
+# As in tests/pipeline/test_reliability_determinism.py: batching moves the last bits.
+SCORE_TOLERANCE = 1e-5
 FLAGS = ["--n_best", "2", "--batch_window", "16"]
 
 

@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import PackedSequence
 from s2s_model import DecodeConfig, Summarizer
 from tests.conftest import tiny_model
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "debian" / "part-00000.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "debian" / "part-00000.jsonl"
 
 
 def _in_fp32(softmax: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

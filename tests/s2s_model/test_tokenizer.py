@@ -5,7 +5,7 @@ import pytest
 from s2s_model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 from tests.conftest import make_texts
 
-DEBIAN = Path(__file__).resolve().parents[2] / "shared/data/debian-descriptions"
+DEBIAN = Path(__file__).resolve().parents[3] / "shared/data/debian-descriptions"
 
 
 def test_special_ids_are_fixed(tiny_tokenizer: Tokenizer) -> None:

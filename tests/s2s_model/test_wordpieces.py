@@ -22,7 +22,7 @@ from s2s_model.wordpieces import (
     word_pieces,
 )
 from tests.conftest import tiny_model
-from tests.test_search import random_batch
+from tests.s2s_model.test_search import random_batch
 
 # Made-up pieces: starts carry "▁", as SentencePiece writes them.
 PIECES = ["<pad>", "<s>", "</s>", "<unk>", "▁Fire", "W", "all", "▁the", "buffer", "▁mini",

@@ -36,7 +36,7 @@ from tests.fault_injection import (
 )
 from tests.pipeline_fixtures import summarize_args, write_lines
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 300
 DECODE = DecodeConfig(beam_size=2, max_len=6)  # what summarize_args asks for
 
@@ -222,7 +222,7 @@ def test_a_killed_worker_process_fails_the_run_clearly_or_completes_exactly(
     tmp_path: Path, tiny_checkpoint: Path, faults: Path
 ) -> None:
     # The 5th model call, over both processes: rows of earlier windows are on their way to
-    # the sinks. (tests/test_scale_out.py kills a worker from outside, while it reads.)
+    # the sinks. (tests/pipeline/test_scale_out.py kills a worker from outside, while it reads.)
     kill_at = 5
     corpus = _corpus(tmp_path / "corpus", shards=4, per_shard=30)
     output = tmp_path / "out"

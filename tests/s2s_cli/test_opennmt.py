@@ -16,7 +16,7 @@ from torch import Tensor
 from s2s_cli.opennmt_import import import_opennmt
 from s2s_model import DecodeConfig, Summarizer, WordTokenizer, beam_search, load_checkpoint
 from s2s_model.opennmt import OpenNMTImportError
-from tests.test_search import SCRIPT, A, B, ScriptedModel
+from tests.s2s_model.test_search import SCRIPT, A, B, ScriptedModel
 
 VOCAB = ["<unk>", "<blank>", "<s>", "</s>", *[f"w{i}" for i in range(12)]]
 E, H, L = 6, 8, 2

@@ -12,7 +12,7 @@ import torch
 from s2s_model import SearchStats, Summarizer
 from tests.host_reads import HostReads
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "debian" / "part-00000.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "debian" / "part-00000.jsonl"
 MAX_READS_PER_STEP = 2.0
 
 

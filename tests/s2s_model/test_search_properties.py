@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from s2s_model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, DecodeConfig, beam_search
 from tests.conftest import tiny_model
-from tests.test_search import has_repeat, random_batch, sequence_log_prob
+from tests.s2s_model.test_search import has_repeat, random_batch, sequence_log_prob
 
 configs = st.builds(
     DecodeConfig,

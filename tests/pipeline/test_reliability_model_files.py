@@ -1,6 +1,6 @@
 """Model files from elsewhere, through the command line and the pipeline's preflight.
 
-tests/test_checkpoint.py proves what ``load_checkpoint`` refuses; here every damage stops
+tests/s2s_model/test_checkpoint.py proves what ``load_checkpoint`` refuses; here every damage stops
 ``s2s summarize`` before the job starts, in one line naming the file, and a planted pickle never
 runs. A model on a remote filesystem (``memfs://``, an object store in memory) is read through
 Beam's FileSystems, by the launcher and by the workers, and damage there is named the same way.

@@ -1,0 +1,1 @@
+"""Tests of the `s2s_model` package."""
