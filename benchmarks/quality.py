@@ -7,7 +7,8 @@ capability, VNNI) is recorded beside the figures.
     python -m benchmarks.quality [--docs N] [--threads 1]
 
 The test split is the bundled model's own (split by source package, 1,155 documents), rebuilt from
-``../shared/data/debian-descriptions`` by ``s2s corpus debian`` when ``build/bench-data`` lacks it.
+``../shared/data/debian-descriptions`` by ``s2s corpus debian`` when ``build/debian-synopsis/data``
+lacks it (``split_file`` in benchmarks/trust.py).
 Writes benchmarks/results/quality.json.
 """
 
@@ -15,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.trust import SUMMARY, TEXT, split_file
 from s2s_model import Summarizer
 from s2s_model.evaluation import rouge
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results")
-DATA = ROOT / "build" / "bench-data"
-SHARED_CORPUS = ROOT.parent / "shared/data/debian-descriptions/debian_descriptions.jsonl.gz"
-TEXT, SUMMARY = "description", "synopsis"
 
 
 @dataclass(frozen=True)
@@ -50,20 +46,6 @@ SETTINGS = [
     Setting("beam 1 (greedy)", beam_size=1),
     Setting("int8 + shortlist 2000, beam 2", quantize="int8", shortlist=2000, beam_size=2),
 ]
-
-
-def test_split() -> Path:
-    """The bundled model's test split, built from the shared corpus on first use."""
-    test = DATA / "test.jsonl"
-    if not test.exists():
-        if not SHARED_CORPUS.exists():
-            raise SystemExit(f"no {test} and no {SHARED_CORPUS} to build it from")
-        subprocess.run(
-            [str(Path(sys.executable).with_name("s2s")), "corpus", "debian", str(DATA),
-             "--from_jsonl", str(SHARED_CORPUS)],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    return test
 
 
 def run(setting: Setting, texts: list[str], threads: int) -> tuple[list[str], float]:
@@ -118,7 +100,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=None, help="first N test documents (all)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    records = [json.loads(line) for line in test_split().read_text().splitlines()]
+    records = [json.loads(line) for line in split_file("test").read_text().splitlines()]
     records = records[: args.docs]
     texts, references = [r[TEXT] for r in records], [r[SUMMARY] for r in records]
     rows, exact = [], None
