@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file
 
 from s2s_model.config import DecodeConfig, ModelConfig
 from s2s_model.errors import S2SError
@@ -67,7 +67,7 @@ def save_checkpoint(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        save_model(model, str(staging / WEIGHTS_FILE))
+        save_file(_weights(model), str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.to_bytes())
         config = {
             "format_version": FORMAT_VERSION,
@@ -80,6 +80,23 @@ def save_checkpoint(
         _replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _weights(model: Seq2Seq) -> dict[str, torch.Tensor]:
+    """Each distinct weight once, as its own contiguous CPU tensor.
+
+    A tied weight (one parameter under two names) is saved under its first name only; loading
+    fills its aliases (``_is_alias``). Every tensor is copied out on its own: on a GPU, cuDNN
+    flattens an LSTM's weights into one shared buffer, and safetensors refuses to save views.
+    """
+    weights: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        weights[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    return weights
 
 
 def _replace_dir(new: Path, target: Path) -> None:

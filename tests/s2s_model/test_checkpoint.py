@@ -45,6 +45,33 @@ def test_round_trip_gives_identical_outputs(
         assert loaded.model.decoder.generator.weight is loaded.model.embedding.weight
 
 
+def _flatten_like_cudnn(lstm: torch.nn.LSTM) -> None:
+    """Make every weight of ``lstm`` a view into one buffer, as cuDNN does on a GPU."""
+    names = list(lstm._flat_weights_names)
+    flat = torch.cat([getattr(lstm, n).detach().reshape(-1) for n in names])
+    offset = 0
+    for name in names:
+        shape = getattr(lstm, name).shape
+        size = shape.numel()
+        setattr(lstm, name, torch.nn.Parameter(flat[offset : offset + size].view(shape)))
+        offset += size
+
+
+def test_weights_that_share_one_buffer_save_and_load(
+    tmp_path: Path, tiny_tokenizer: Tokenizer
+) -> None:
+    """A model trained on a GPU has its LSTM weights flattened into one buffer by cuDNN."""
+    model = tiny_model(tiny_tokenizer.vocab_size, seed=5, tie_embeddings=True)
+    for module in model.modules():
+        if isinstance(module, torch.nn.LSTM):
+            _flatten_like_cudnn(module)
+    save_checkpoint(tmp_path / "m", model, tiny_tokenizer)
+    loaded = load_checkpoint(tmp_path / "m")
+    with torch.inference_mode():
+        assert torch.equal(model(SRC, SRC_LEN, TGT), loaded.model(SRC, SRC_LEN, TGT))
+    assert loaded.model.decoder.generator.weight is loaded.model.embedding.weight
+
+
 def test_fingerprint_is_stable_and_tracks_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
     first = load_checkpoint(tiny_checkpoint).fingerprint
     assert load_checkpoint(tiny_checkpoint).fingerprint == first
