@@ -27,6 +27,7 @@ from s2s_model.config import (
     DEFAULT_MAX_BATCH_TOKENS,
     DEFAULT_MAX_SRC_TOKENS,
     DEVICES,
+    GPU_MAX_BATCH_TOKENS,
     PRECISIONS,
     QUANTIZE_KINDS,
 )
@@ -38,6 +39,7 @@ IF_FINISHED = ("fail", "skip")
 IF_REUSE_UNUSABLE = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_BATCH_WINDOW = 512
+GPU_BATCH_WINDOW = 4096
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
@@ -224,15 +226,17 @@ class SummarizeOptions(PipelineOptions):
         group.add_argument(
             "--max_batch_tokens",
             type=_positive_int,
-            default=DEFAULT_MAX_BATCH_TOKENS,
-            help="token budget of one model batch: documents x longest source",
+            default=None,
+            help="token budget of one model batch: documents x longest source; default"
+            f" {DEFAULT_MAX_BATCH_TOKENS} on a CPU, {GPU_MAX_BATCH_TOKENS} on a GPU worker",
         )
         group.add_argument(
             "--batch_window",
             type=_positive_int,
-            default=DEFAULT_BATCH_WINDOW,
+            default=None,
             help="documents a worker buffers, sorts by length and cuts into batches; larger"
-            " windows pad less and hold more in memory",
+            f" windows pad less and hold more in memory; default {DEFAULT_BATCH_WINDOW} on a"
+            f" CPU, {GPU_BATCH_WINDOW} on a GPU worker",
         )
         group.add_argument(
             "--quantize",
@@ -253,8 +257,8 @@ class SummarizeOptions(PipelineOptions):
             type=_non_negative_int,
             default=0,
             help="searches each worker runs at once in threads (same summaries; each thread"
-            " keeps one core busy); 0: one per core when the job runs in one local worker (the"
-            " default local run), else 1",
+            " keeps one core busy); 0: one per core when the job runs in one local worker on"
+            " the CPU (the default local run), else 1",
         )
         group.add_argument(
             "--no_refill",
@@ -273,7 +277,7 @@ class SummarizeOptions(PipelineOptions):
                 device=self.device,
                 threads=self.torch_threads,
                 max_src_tokens=self.max_src_tokens,
-                max_batch_tokens=self.max_batch_tokens,
+                max_batch_tokens=self.max_batch_tokens or self._default_max_batch_tokens(),
                 refill=self.refill,
                 quantize=self.quantize,
                 precision=self.precision,
@@ -286,10 +290,34 @@ class SummarizeOptions(PipelineOptions):
         """All cores by default: a local job in one worker process (Beam's default) runs one
         search per core, so the model loads once and every core decodes (measured faster than
         as many worker processes, which each import torch and load the model). Anything else
-        (several local workers, a distributed runner's workers) gets one search per worker."""
+        (several local workers, a distributed runner's workers, a GPU: one search with large
+        batches measured fastest there) gets one search per worker."""
         workers = self.view_as(DirectOptions).direct_num_workers
         one_local_worker = self.is_local_runner() and workers in (None, 1)
-        return max(1, os.cpu_count() or 1) if one_local_worker else 1
+        if not one_local_worker or self.workers_use_gpu():
+            return 1
+        return max(1, os.cpu_count() or 1)
+
+    def _default_max_batch_tokens(self) -> int:
+        return GPU_MAX_BATCH_TOKENS if self.workers_use_gpu() else DEFAULT_MAX_BATCH_TOKENS
+
+    def window(self) -> int:
+        """Documents a worker buffers per model call: ``--batch_window``, else the device's."""
+        if self.batch_window is not None:
+            return int(self.batch_window)
+        return GPU_BATCH_WINDOW if self.workers_use_gpu() else DEFAULT_BATCH_WINDOW
+
+    def workers_use_gpu(self) -> bool:
+        """Whether the workers decode on a GPU, as far as the launcher can know: ``--device
+        cuda``, or ``auto`` on a local runner where torch sees a usable GPU. Remote workers
+        with ``auto`` get the CPU defaults (pass ``--device cuda`` for a GPU fleet)."""
+        if self.device == "cuda":
+            return True
+        if self.device != "auto" or self.quantize == "int8" or not self.is_local_runner():
+            return False
+        from s2s_model.device import resolve_device
+
+        return resolve_device("auto").startswith("cuda")
 
     def runner_name(self) -> str:
         """The runner's name (Beam's local default, FnApiRunner, before one is set)."""

@@ -135,7 +135,7 @@ def build_pipeline(
     )
     runtime = opts.runtime_settings()
     handler = Seq2SeqModelHandler(
-        opts.model, decode=decode, settings=runtime, batch_window=opts.batch_window
+        opts.model, decode=decode, settings=runtime, batch_window=opts.window()
     )
     with_n_best = decode.n_best > 1
     keys = RowKeys(
@@ -316,13 +316,15 @@ def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> 
     plan = preflight(options)
     logger.info(
         "summarizing %d shard(s) with model %s (%s) on %s (device %s, %d search thread(s) per"
-        " worker) into %s",
+        " worker, batches of up to %d tokens from windows of %d documents) into %s",
         plan.shards,
         plan.model,
         plan.fingerprint,
         plan.runner,
         plan.device,
         plan.settings.search_threads,
+        plan.settings.max_batch_tokens,
+        options.window(),
         plan.output,
     )
     return run_plan(options, plan, on_progress)

@@ -26,6 +26,8 @@ QUANTIZE_KINDS: tuple[str, ...] = ("none", "int8")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 DEFAULT_MAX_SRC_TOKENS = 400
 DEFAULT_MAX_BATCH_TOKENS = 6000
+# A GPU worker's default budget: 26x the docs/s of the CPU defaults on an H200 (RESULTS.md).
+GPU_MAX_BATCH_TOKENS = 384_000
 
 
 def _help(text: str, default: Any = dataclasses.MISSING) -> Any:

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from pipeline.options import (
+    GPU_BATCH_WINDOW,
     OptionsError,
     SummarizeOptions,
     format_flags_help,
@@ -14,6 +15,7 @@ from pipeline.options import (
     parse_options,
 )
 from s2s_model import DecodeConfig
+from s2s_model.config import GPU_MAX_BATCH_TOKENS
 
 
 def test_every_decode_field_is_a_flag_with_its_help() -> None:
@@ -36,7 +38,7 @@ def test_defaults_and_repeated_inputs() -> None:
     options = parse_options(["--input", "a/*", "--input", "b.jsonl"]).view_as(SummarizeOptions)
     assert options.input == ["a/*", "b.jsonl"]
     assert (options.input_format, options.device, options.torch_threads) == ("auto", "auto", 1)
-    assert options.max_batch_tokens == 6000 and not options.overwrite
+    assert options.runtime_settings().max_batch_tokens == 6000 and not options.overwrite
 
 
 @pytest.mark.parametrize(
@@ -100,3 +102,26 @@ def test_all_cores_by_default_on_one_local_worker_and_one_search_elsewhere(
     assert threads("--runner", "DataflowRunner") == 1
     assert threads("--search_threads", "3") == 3
     assert threads("--runner", "DataflowRunner", "--search_threads", "2") == 2
+    assert threads("--device", "cuda") == 1
+
+
+@pytest.mark.parametrize("gpu_seen", [True, False])
+def test_a_gpu_worker_gets_large_batches_and_one_search_by_default(
+    monkeypatch: pytest.MonkeyPatch, gpu_seen: bool
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu_seen)
+
+    def chosen(*flags: str) -> tuple[int, int, int]:
+        options = parse_options(["--input", "x", "--output", "y", *flags])
+        settings = options.runtime_settings()
+        return settings.max_batch_tokens, options.window(), settings.search_threads
+
+    gpu, cpu = (GPU_MAX_BATCH_TOKENS, GPU_BATCH_WINDOW, 1), (6000, 512, 6)
+    assert chosen() == (gpu if gpu_seen else cpu)
+    assert chosen("--device", "cpu") == cpu
+    assert chosen("--device", "auto", "--quantize", "int8") == cpu
+    assert chosen("--device", "cuda", "--runner", "DataflowRunner") == gpu
+    assert chosen("--device", "auto", "--runner", "DataflowRunner") == (6000, 512, 1)
+    flags = ("--max_batch_tokens", "999", "--batch_window", "7", "--search_threads", "2")
+    assert chosen("--device", "cuda", *flags) == (999, 7, 2)
