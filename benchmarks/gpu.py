@@ -12,12 +12,20 @@ Parts:
 2. ``bf16``: the same documents under bf16 autocast on CUDA: agreement with fp32 and speed.
 3. ``throughput``: the fixed decode work (reference model, beam 4, exactly 30 tokens) in docs/s
    at several token budgets on the GPU, against one CPU core and all of them.
-4. ``host_syncs``: host-device synchronisations per decode step, counted by CUDA's own sync debug
-   mode while the bundled model summarizes 64 documents.
+4. ``host_syncs``: host-blocking synchronisations per decode step, counted from the profiler's
+   CUDA runtime calls while the bundled model summarizes 64 documents (with a control: three
+   ``.item()`` calls must count three).
 5. ``pipeline``: ``python -m pipeline --device cuda`` over examples/ (needs Beam).
+   ``peak_memory``: the reference-size model's peak GPU memory at the GPU default budget.
 6. ``out_of_memory``: a real CUDA out-of-memory through the model handler, with the process
    capped to a small memory fraction: every document still ends as a row or a dead letter.
 7. ``training``: 200 updates of the reference-size model on the GPU, fp32 and bf16.
+8. ``defaults``: with ``--corpus`` (JSONL, gzipped or not, a ``text`` or ``description`` field),
+   the bundled model over thousands of its documents in the pipeline's windows, for several
+   window / token budget / search thread / precision settings: docs/s and agreement with the
+   first, to choose what a CUDA worker runs by default.
+9. ``pipeline_scale``: with ``--corpus``, the whole job on those documents (4 shards), with the
+   default flags and with each ``--pipeline_flags`` set.
 
 ``--smoke`` runs every part small on whatever device there is (the CPU too), to check the
 script's logic before a GPU run is spent on it.
@@ -26,6 +34,7 @@ script's logic before a GPU run is spent on it.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -33,9 +42,9 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,24 +151,30 @@ def throughput(device: str, docs: int, cpu_docs: int) -> dict[str, Any]:
     return result
 
 
-class SyncCounter:
-    """Counts CUDA's sync warnings (``torch.cuda.set_sync_debug_mode('warn')``) in a block."""
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
-    def __init__(self) -> None:
-        self.count = 0
-        self._catcher = warnings.catch_warnings(record=True)
-        self._records: list[warnings.WarningMessage] = []
 
-    def __enter__(self) -> SyncCounter:
-        self._records = self._catcher.__enter__() or []
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        return self
+def _sync_calls(work: Callable[[], Any], where: Counter[str] | None = None) -> tuple[int, int]:
+    """(host-blocking synchronisations, memory copies) CUDA's runtime saw in ``work``, counted
+    from the profiler's runtime-API events; ``where`` receives the sync calls' nearest frames
+    of our code."""
+    from torch.profiler import ProfilerActivity, profile
 
-    def __exit__(self, *exc: object) -> None:
-        torch.cuda.set_sync_debug_mode("default")
-        self.count = sum("synchroniz" in str(r.message) for r in self._records)
-        self._catcher.__exit__(*exc)
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(activities=activities, with_stack=where is not None) as prof:
+        work()
+    events = [e for e in prof.events() if e.name.startswith("cuda")]
+    syncs = [e for e in events if e.name in SYNC_CALLS]
+    if where is not None:
+        for event in syncs:
+            op, stack = event, list(event.stack or [])
+            while not stack and op.cpu_parent is not None:
+                op = op.cpu_parent
+                stack = list(op.stack or [])
+            ours = [f for f in stack if "s2s_model" in f or "pipeline" in f]
+            where[f"{op.name}: " + (" <- ".join(ours[:3]) or "(no frame of ours)")] += 1
+    copies = sum(e.name.startswith("cudaMemcpy") for e in events)
+    return len(syncs), copies
 
 
 def host_syncs(device: str, docs: int) -> dict[str, Any]:
@@ -171,15 +186,44 @@ def host_syncs(device: str, docs: int) -> dict[str, Any]:
     stats = SearchStats()
     if device != "cuda":
         summarizer.summarize(texts, stats=stats)
-        return {"documents": docs, "skipped": "no CUDA: sync debug mode needs a GPU"}
-    with SyncCounter() as counter:
-        summarizer.summarize(texts, stats=stats)
+        return {"documents": docs, "skipped": "no CUDA: the runtime's sync calls need a GPU"}
+    control = _sync_calls(lambda: [torch.ones(1, device=device).item() for _ in range(3)])
+    where = Counter[str]()
+    syncs, copies = _sync_calls(lambda: summarizer.summarize(texts, stats=stats), where)
     steps = max(1, stats.steps)
     return {
         "documents": docs,
-        "syncs": counter.count,
+        "control_three_item_calls": {"syncs": control[0], "copies": control[1]},
+        "syncs": syncs,
+        "device_to_host_copies_and_others": copies,
         "steps": steps,
-        "syncs_per_step": counter.count / steps if steps else None,
+        "syncs_per_step": syncs / steps,
+        "sync_sources": dict(where.most_common(12)),
+    }
+
+
+def peak_memory(device: str, docs: int) -> dict[str, Any]:
+    """Peak GPU memory of the reference-size model's fixed work at the GPU default budget."""
+    from benchmarks.workload import FIXED, documents, reference_model
+    from s2s_model.config import GPU_MAX_BATCH_TOKENS
+    from s2s_model.search import search_documents
+
+    if device != "cuda":
+        return {"skipped": "no CUDA: peak memory is a GPU figure"}
+    model = reference_model().to(device)
+    sources = [d.to(device) for d in documents(docs)]
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        _, seconds = _timed(
+            device,
+            lambda: search_documents(model, sources, FIXED, max_batch_tokens=GPU_MAX_BATCH_TOKENS),
+        )
+    return {
+        "documents": docs,
+        "max_batch_tokens": GPU_MAX_BATCH_TOKENS,
+        "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+        "docs_per_s": docs / seconds,
     }
 
 
@@ -206,33 +250,137 @@ def pipeline(device: str, out: Path) -> dict[str, Any]:
 
 
 def out_of_memory(device: str, docs: int) -> dict[str, Any]:
+    """Caps the process's CUDA memory ever lower until a batch really runs out of it."""
     try:
+        import pipeline.model_handler as handler_module
         from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
         from pipeline.sources import Document
     except ImportError:
         return {"skipped": "apache_beam is not installed here"}
-    texts = example_texts(docs)
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(0.002)
-    settings = RuntimeSettings(device=device, max_batch_tokens=400_000)
-    handler = Seq2SeqModelHandler(settings=settings, batch_window=len(texts))
+    texts = [" ".join([t] * 20) for t in example_texts(docs)]
+    batch = [Document(f"d{i}", "gpu", text) for i, text in enumerate(texts)]
+    freed = Counter[str]()
+    release = handler_module._free_cached_memory
+
+    def counting_release(model: Summarizer) -> None:
+        freed["out_of_memory_errors"] += 1
+        release(model)
+
+    handler_module._free_cached_memory = counting_release  # type: ignore[assignment]
+    tries: list[dict[str, Any]] = []
     try:
-        model = handler.load_model()
-        long_texts = [" ".join([t] * 20) for t in texts]
-        batch = [Document(f"d{i}", "gpu", text) for i, text in enumerate(long_texts)]
-        results = list(handler.run_inference(batch, model))
+        for fraction in (0.002, 0.001, 0.0005) if device == "cuda" else (1.0,):
+            freed.clear()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.set_per_process_memory_fraction(fraction)
+            settings = RuntimeSettings(device=device, max_batch_tokens=400_000)
+            handler = Seq2SeqModelHandler(settings=settings, batch_window=len(batch))
+            try:
+                results = list(handler.run_inference(batch, handler.load_model()))
+            except Exception as err:  # a load that cannot fit is a finding too
+                tries.append({"memory_fraction": fraction, "error": repr(err)[:500]})
+                continue
+            failures = [r.inference for r in results if isinstance(r.inference, InferenceFailure)]
+            tries.append({
+                "memory_fraction": fraction,
+                "out_of_memory_errors": freed["out_of_memory_errors"],
+                "results": len(results),
+                "summarized": len(results) - len(failures),
+                "dead_lettered": dict(Counter(f.reason for f in failures)),
+                "every_document_accounted": len(results) == len(batch),
+            })  # fmt: skip
+            if freed["out_of_memory_errors"]:
+                break
     finally:
+        handler_module._free_cached_memory = release  # type: ignore[assignment]
         if device == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0)
-    failures = [r.inference for r in results if isinstance(r.inference, InferenceFailure)]
-    return {
-        "documents": len(batch),
-        "results": len(results),
-        "summarized": len(results) - len(failures),
-        "dead_lettered": dict(Counter(f.reason for f in failures)),
-        "every_document_accounted": len(results) == len(batch),
-    }
+    return {"documents": len(batch), "tries": tries}
+
+
+def corpus_texts(path: Path, count: int) -> list[str]:
+    """The first ``count`` non-blank texts of a JSONL corpus (``.gz`` read as gzip)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts: list[str] = []
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            text = record.get("text") or record.get("description") or ""
+            if text.strip():
+                texts.append(" ".join(text.split()))
+            if len(texts) == count:
+                break
+    return texts
+
+
+# (batch window, token budget, search threads, precision); the first is the CPU default.
+DEFAULT_GRID = (
+    (512, 6_000, 16, "fp32"),
+    (512, 6_000, 1, "fp32"),
+    (512, 96_000, 1, "fp32"),
+    (4_096, 96_000, 1, "fp32"),
+    (4_096, 96_000, 2, "fp32"),
+    (4_096, 96_000, 4, "fp32"),
+    (4_096, 384_000, 1, "fp32"),
+    (16_384, 384_000, 1, "fp32"),
+    (4_096, 96_000, 1, "bf16"),
+)
+
+
+def _windowed(summarizer: Summarizer, chunks: list[list[str]]) -> list[str]:
+    return [s.text for chunk in chunks for s in summarizer.summarize(chunk)]
+
+
+def defaults(
+    device: str, texts: list[str], grid: tuple[tuple[int, int, int, str], ...]
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    first: list[str] | None = None
+    for window, budget, threads, precision in grid:
+        settings = RuntimeSettings(device=device, max_batch_tokens=budget, search_threads=threads,
+                                   precision=precision)  # fmt: skip
+        summarizer = Summarizer.load(settings=settings)
+        summarizer.summarize(texts[:64])
+        chunks = [texts[i : i + window] for i in range(0, len(texts), window)]
+        outputs, seconds = _timed(device, partial(_windowed, summarizer, chunks))
+        first = outputs if first is None else first
+        same = sum(a == b for a, b in zip(first, outputs, strict=True))
+        rows.append({"window": window, "max_batch_tokens": budget, "search_threads": threads,
+                     "precision": precision, "docs_per_s": len(texts) / seconds,
+                     "identical_to_first": same / len(texts)})  # fmt: skip
+        print(f"  defaults: {rows[-1]}", flush=True)
+    return {"documents": len(texts), "rows": rows}
+
+
+def pipeline_scale(device: str, texts: list[str], flag_sets: list[str]) -> dict[str, Any]:
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        return {"skipped": "apache_beam is not installed here"}
+    shards = Path(tempfile.mkdtemp(prefix="s2s-gpu-corpus-"))
+    for shard in range(4):
+        lines = (
+            json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts) if i % 4 == shard
+        )
+        (shards / f"part-{shard}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs: list[dict[str, Any]] = []
+    for flags in ["", *flag_sets]:
+        target = Path(tempfile.mkdtemp(prefix="s2s-gpu-pipeline-"))
+        argv = [sys.executable, "-m", "pipeline", str(shards / "part-*"), "--id_field", "id",
+                "--output", str(target), "--device", device, *flags.split()]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        seconds = time.perf_counter() - started
+        manifest_path = target / "_SUCCESS.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
+        runs.append({"flags": flags, "returncode": done.returncode, "seconds": seconds,
+                     "docs_per_s": len(texts) / seconds,
+                     "counts": manifest["counts"] if manifest else None,
+                     "runtime": manifest.get("runtime") if manifest else None,
+                     "stderr_tail": done.stderr[-800:]})  # fmt: skip
+        print(f"  pipeline_scale: {json.dumps(runs[-1])[:300]}", flush=True)
+    return {"documents": len(texts), "runs": runs}
 
 
 def training(device: str, steps: int) -> dict[str, Any]:
@@ -260,6 +408,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--smoke", action="store_true", help="every part, small, on any device")
+    parser.add_argument("--corpus", type=Path, help="JSONL corpus for the defaults parts")
+    parser.add_argument("--corpus_docs", type=int, default=8192)
+    parser.add_argument("--parts", default="", help="comma-separated parts to run (default all)")
+    parser.add_argument(
+        "--pipeline_flags",
+        action="append",
+        default=[],
+        help="a flag set for pipeline_scale, e.g. '--max_batch_tokens 96000'",
+    )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.smoke:
@@ -270,10 +427,18 @@ def main() -> None:
         "bf16": lambda: bf16(device, 16 if small else 200),
         "throughput": lambda: throughput(device, 32 if small else 1000, 16 if small else 128),
         "host_syncs": lambda: host_syncs(device, 8 if small else 64),
+        "peak_memory": lambda: peak_memory(device, 64 if small else 4000),
         "pipeline": lambda: pipeline(device, args.out),
         "out_of_memory": lambda: out_of_memory(device, 4 if small else 64),
         "training": lambda: training(device, 4 if small else 200),
     }
+    if args.corpus:
+        texts = corpus_texts(args.corpus, 256 if small else args.corpus_docs)
+        grid = DEFAULT_GRID[:2] if small else DEFAULT_GRID
+        parts["defaults"] = lambda: defaults(device, texts, grid)
+        parts["pipeline_scale"] = lambda: pipeline_scale(device, texts, args.pipeline_flags)
+    if args.parts:
+        parts = {name: parts[name] for name in args.parts.split(",")}
     report: dict[str, Any] = {"machine": device_info(device), "smoke": small}
     if device == "cuda":
         report["machine"]["gpu_memory_gib"] = (
@@ -287,8 +452,8 @@ def main() -> None:
             report[name] = {"error": traceback.format_exc()[-3000:]}
         report[name]["part_seconds"] = round(time.perf_counter() - started, 2)
         print(f"{name}: {json.dumps(report[name])[:400]}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out / 'gpu.json'}")
 
 

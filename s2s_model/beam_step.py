@@ -44,8 +44,8 @@ def constrain(
         Apply ``force_eos`` to whatever is picked from ``log_probs``.
     """
     eos = log_probs[:, EOS_ID].clone()  # (N,)
-    banned = [PAD_ID, BOS_ID] + ([UNK_ID] if config.ban_unk else [])
-    log_probs[:, banned] = NEG_INF
+    for banned in (PAD_ID, BOS_ID, UNK_ID) if config.ban_unk else (PAD_ID, BOS_ID):
+        log_probs[:, banned] = NEG_INF  # one column at a time: a list index would stop a GPU
     if config.min_len:
         log_probs[:, EOS_ID] = log_probs[:, EOS_ID].masked_fill(steps < config.min_len, NEG_INF)
     # Rows at their maximum length: EOS is forced (OpenNMT-py instead ends them as they are).

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from s2s_model.attention import GlobalAttention
 from s2s_model.config import ModelConfig
 from s2s_model.state import DecoderState, Memory
+from s2s_model.transfer import interleave
 
 # Floor on mixed probabilities before the log when copying, so log never sees an exact zero.
 MIN_PROB = 1e-12
@@ -145,7 +146,7 @@ class Decoder(nn.Module):
         if self.copy_gate is None:
             return F.log_softmax(logits, dim=-1)
         p_gen = torch.sigmoid(self.copy_gate(torch.cat([context, dec_out, emb], dim=-1)))
-        src = self._source_columns(memory).repeat_interleave(beams, dim=0)  # (N, S)
+        src = interleave(self._source_columns(memory), beams)  # (N, S)
         copy_probs = _copy_probs(logits, src, align)  # (N, C)
         probs = p_gen * torch.softmax(logits, dim=-1) + (1.0 - p_gen) * copy_probs
         # The floor keeps log finite; ids a document may not emit go back to -inf.

@@ -43,7 +43,7 @@ from s2s_model.config import DecodeConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from s2s_model.transfer import upload
+from s2s_model.transfer import interleave, upload
 from s2s_model.wordpieces import WordPieces
 
 
@@ -457,11 +457,11 @@ def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
     if active.memory.vocab is not None:
         active.memory = model.shortlisted(active.memory)
     memory = active.memory
-    row_steps = active.steps.repeat_interleave(beams)  # (B * K,)
+    row_steps = interleave(active.steps, beams)  # (B * K,)
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
     log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
-    row_max = active.max_lens.repeat_interleave(beams)
-    src = memory.src.repeat_interleave(beams, dim=0) if config.whole_words else None
+    row_max = interleave(active.max_lens, beams)
+    src = interleave(memory.src, beams) if config.whole_words else None
     log_probs, forced, eos = constrain(
         log_probs, active.history, row_steps, row_max, config, memory.vocab, src, rules.words
     )

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from s2s_model.transfer import interleave
+
 
 @dataclass(frozen=True)
 class Memory:
@@ -171,7 +173,7 @@ class DecoderState:
 
     def repeat_rows(self, k: int) -> DecoderState:
         """Repeat every row ``k`` times in place order: (N, ...) -> (N * k, ...)."""
-        rows = torch.arange(self.rows, device=self.input_feed.device).repeat_interleave(k)
+        rows = interleave(torch.arange(self.rows, device=self.input_feed.device), k)
         return self.index_select(rows)
 
 

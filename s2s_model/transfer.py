@@ -1,4 +1,4 @@
-"""Host-to-device copies that do not stop the device.
+"""Host-to-device copies, and row repeats, that do not stop the device.
 
 A plain ``tensor.to('cuda')`` from ordinary host memory waits for the stream to drain before it
 returns: as much a stop as reading a value back. From pinned memory the copy is queued behind the
@@ -24,3 +24,10 @@ def upload(values: Tensor | Sequence[int] | Sequence[float], device: torch.devic
     if device.type != "cuda" or host.device.type != "cpu":
         return host.to(device)
     return host.pin_memory().to(device, non_blocking=True)
+
+
+def interleave(rows: Tensor, k: int) -> Tensor:
+    """(B, ...) -> (B * k, ...), each row ``k`` times in a row: ``repeat_interleave(k, dim=0)``
+    without its stop (on CUDA, torch uploads ``k`` from pageable memory and reads the output
+    size back, two syncs per call, measured on an H200)."""
+    return rows.unsqueeze(1).expand(rows.size(0), k, *rows.shape[1:]).reshape(-1, *rows.shape[1:])

@@ -1,4 +1,5 @@
-"""Count the places where a search would read a value back to the host (a device sync on CUDA).
+"""Count the places where a search would stop a GPU: reading a value back to the host, and the
+calls that wait for the device without reading (a device sync on CUDA).
 
 On the CPU nothing syncs, so the count is taken by what the code does with tensors: every call
 that turns tensor contents into Python values or makes a shape depend on tensor contents. On a
@@ -11,6 +12,10 @@ GPU each of these waits for the device to finish all queued work.
 Counted: ``.item()``, ``.tolist()``, ``.numpy()``, ``bool()``, ``int()``, ``float()``,
 ``operator.index()`` on a tensor; ``nonzero``, ``masked_select``, ``unique``, ``argwhere``; indexing
 (read or write) with a boolean tensor; ``.cpu()``; ``.to()`` from another device to the CPU.
+Two more stop a GPU without reading anything, as the CUDA runtime's sync calls showed on an H200
+(benchmarks/gpu.py, ``host_syncs``): ``repeat_interleave`` without ``output_size`` (torch uploads
+the repeat count from ordinary host memory, then reads the output size back), and indexing with
+a list of numbers (the list becomes a host tensor, copied to the device with a wait).
 Reads of small tensors the code built on the host itself (lengths) are counted too, since on the
 CPU there is no telling them apart, so the figure is an upper bound on the syncs of a GPU run.
 Uploads (``.to(device)``, ``torch.tensor(..., device=...)``) are not reads; on a CPU run a
@@ -47,6 +52,7 @@ _READS: set[Callable[..., Any]] = {
     torch.Tensor.cpu,
 }
 _INDEXING = {torch.Tensor.__getitem__, torch.Tensor.__setitem__}
+_REPEATS = {torch.Tensor.repeat_interleave, torch.repeat_interleave}
 
 
 class HostReads(TorchFunctionMode):
@@ -91,9 +97,15 @@ def _is_read(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str,
         return True
     if func is torch.Tensor.to and args[0].device.type != "cpu":
         return any(_is_cpu(a) for a in [*args[1:], kwargs.get("device")])
+    if func in _REPEATS:
+        return kwargs.get("output_size") is None and len(args) < 4
     if func in _INDEXING and len(args) > 1:
-        return any(_is_mask(i) for i in _indices(args[1]))
+        return any(_is_mask(i) or _is_number_list(i) for i in _indices(args[1]))
     return False
+
+
+def _is_number_list(index: object) -> bool:
+    return isinstance(index, list) and any(isinstance(i, int) for i in index)
 
 
 def _is_cpu(value: object) -> bool:
