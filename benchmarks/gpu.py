@@ -17,6 +17,7 @@ Parts:
    ``.item()`` calls must count three).
 5. ``pipeline``: ``python -m pipeline --device cuda`` over examples/ (needs Beam).
    ``peak_memory``: the reference-size model's peak GPU memory at the GPU default budget.
+   ``sync_sites``: where a search first waits for the GPU, beyond the reads it means to make.
 6. ``out_of_memory``: a real CUDA out-of-memory through the model handler, with the process
    capped to a small memory fraction: every document still ends as a row or a dead letter.
 7. ``training``: 200 updates of the reference-size model on the GPU, fp32 and bf16.
@@ -200,6 +201,63 @@ def host_syncs(device: str, docs: int) -> dict[str, Any]:
         "syncs_per_step": syncs / steps,
         "sync_sources": dict(where.most_common(12)),
     }
+
+
+# Where the search may wait for the device on purpose (the step's one read, the final read), and
+# the host-side bookkeeping of documents joining and leaving, allowed in turn by ``sync_sites``.
+ALLOWANCES = (
+    (),
+    ("search._admit",),
+    ("search._admit", "search._Active.keep", "search._Results.leave"),
+)
+
+
+def sync_sites(device: str, docs: int) -> dict[str, Any]:
+    """The first call that waits for the device, under ``set_sync_debug_mode("error")``, with
+    ``Tensor.tolist`` (the designed reads) and each set of ``ALLOWANCES`` let through."""
+    import importlib
+
+    if device != "cuda":
+        return {"skipped": "no CUDA: sync debug mode needs a GPU"}
+    texts = example_texts(docs)
+    summarizer = Summarizer.load(settings=RuntimeSettings(device=device))
+    summarizer.summarize(texts[:4])
+    module = importlib.import_module("s2s_model.search")
+
+    def allowed(function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            mode = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode("default")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode(mode)
+
+        return call
+
+    found: dict[str, Any] = {}
+    for names in ALLOWANCES:
+        patched: list[tuple[Any, str, Any]] = [(torch.Tensor, "tolist", torch.Tensor.tolist)]
+        for name in names:
+            owner: Any = module
+            *path, attr = name.split(".")[1:]
+            for part in path:
+                owner = getattr(owner, part)
+            patched.append((owner, attr, getattr(owner, attr)))
+        for owner, attr, original in patched:
+            setattr(owner, attr, allowed(original))
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            summarizer.summarize(texts)
+            found[" + ".join(names) or "nothing"] = "no other sync"
+        except RuntimeError:
+            frames = [line for line in traceback.format_exc().splitlines() if "s2s_model" in line]
+            found[" + ".join(names) or "nothing"] = frames[-4:]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            for owner, attr, original in patched:
+                setattr(owner, attr, original)
+    return {"documents": docs, "first_sync_with_allowed": found}
 
 
 def peak_memory(device: str, docs: int) -> dict[str, Any]:
@@ -428,6 +486,7 @@ def main() -> None:
         "throughput": lambda: throughput(device, 32 if small else 1000, 16 if small else 128),
         "host_syncs": lambda: host_syncs(device, 8 if small else 64),
         "peak_memory": lambda: peak_memory(device, 64 if small else 4000),
+        "sync_sites": lambda: sync_sites(device, 8 if small else 64),
         "pipeline": lambda: pipeline(device, args.out),
         "out_of_memory": lambda: out_of_memory(device, 4 if small else 64),
         "training": lambda: training(device, 4 if small else 200),
