@@ -97,7 +97,7 @@ def run_variant(variant: Variant, docs: int) -> float:
     outputs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"{variant.name}: a worker failed")
-    return max(o["seconds"] for o in outputs)
+    return max(float(o["seconds"]) for o in outputs)
 
 
 def run_opennmt(threads: int, docs: int, work: Path) -> float | None:
@@ -183,7 +183,7 @@ def report(times: dict[str, list[float]], docs: int) -> None:
                 "fraction_of_ceiling": round(gflops / ceiling[threads], 3),
                 "vs_opennmt_2_threads": round(min(onmt2) / best, 2) if onmt2 else None,
                 "vs_opennmt_same_cores": (
-                    round(min(onmt[threads]) / best, 2) if onmt[threads] else None
+                    round(min(own) / best, 2) if (own := onmt[threads]) else None
                 ),
             }
         )

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 
 from s2s_model import RuntimeSettings, Summarizer
+from s2s_model.config import Precision
 from s2s_model.device import device_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,7 +325,7 @@ def out_of_memory(device: str, docs: int) -> dict[str, Any]:
         freed["out_of_memory_errors"] += 1
         release(model)
 
-    handler_module._free_cached_memory = counting_release  # type: ignore[assignment]
+    handler_module._free_cached_memory = counting_release
     tries: list[dict[str, Any]] = []
     try:
         for fraction in (0.002, 0.001, 0.0005) if device == "cuda" else (1.0,):
@@ -351,7 +352,7 @@ def out_of_memory(device: str, docs: int) -> dict[str, Any]:
             if freed["out_of_memory_errors"]:
                 break
     finally:
-        handler_module._free_cached_memory = release  # type: ignore[assignment]
+        handler_module._free_cached_memory = release
         if device == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0)
     return {"documents": len(batch), "tries": tries}
@@ -373,7 +374,7 @@ def corpus_texts(path: Path, count: int) -> list[str]:
 
 
 # (batch window, token budget, search threads, precision); the first is the CPU default.
-DEFAULT_GRID = (
+DEFAULT_GRID: tuple[tuple[int, int, int, Precision], ...] = (
     (512, 6_000, 16, "fp32"),
     (512, 6_000, 1, "fp32"),
     (512, 96_000, 1, "fp32"),
@@ -391,7 +392,7 @@ def _windowed(summarizer: Summarizer, chunks: list[list[str]]) -> list[str]:
 
 
 def defaults(
-    device: str, texts: list[str], grid: tuple[tuple[int, int, int, str], ...]
+    device: str, texts: list[str], grid: tuple[tuple[int, int, int, Precision], ...]
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     first: list[str] | None = None

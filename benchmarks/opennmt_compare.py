@@ -32,7 +32,9 @@ from typing import Any
 from benchmarks.decode import ANCHOR_DATA, ONMT_ENV, ONMT_VENV, RESULTS, SHARED
 
 TIE = 1e-4
-DECODE = {"beam_size": 4, "max_len": 30, "max_len_b": 30, "length_penalty": "avg", "alpha": 1.0}
+DECODE: dict[str, Any] = {
+    "beam_size": 4, "max_len": 30, "max_len_b": 30, "length_penalty": "avg", "alpha": 1.0,
+}  # fmt: skip
 
 
 def anchor_checkpoint() -> Path:

@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.trust import SUMMARY, TEXT, split_file
 from s2s_model import Summarizer
@@ -103,7 +104,8 @@ def main() -> None:
     records = [json.loads(line) for line in split_file("test").read_text().splitlines()]
     records = records[: args.docs]
     texts, references = [r[TEXT] for r in records], [r[SUMMARY] for r in records]
-    rows, exact = [], None
+    rows: list[dict[str, Any]] = []
+    exact = None
     for setting in SETTINGS:
         summaries, seconds = run(setting, texts, args.threads)
         exact = exact or summaries
@@ -119,7 +121,7 @@ def main() -> None:
             }
         )
     for row in rows:
-        row["rougeL_change"] = round(row["rougeL"] - rows[0]["rougeL"], 2)
+        row["rougeL_change"] = round(float(row["rougeL"]) - float(rows[0]["rougeL"]), 2)
     RESULTS.mkdir(exist_ok=True)
     result = {"docs": len(texts), "threads": args.threads, "kernels": kernels(), "rows": rows}
     draw_frontier(rows, RESULTS / "frontier.png")

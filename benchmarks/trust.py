@@ -102,8 +102,8 @@ def measure(
     predictions = [s.text for s in summarizer.summarize(sources, decode)]
     seconds = time.perf_counter() - started
     known = set(training_vocabulary())
-    unknown_examples = []
-    repeat_examples = []
+    unknown_examples: list[dict[str, Any]] = []
+    repeat_examples: list[dict[str, Any]] = []
     for pred, src, ref in zip(predictions, sources, references, strict=True):
         bad = unknown_words(pred, src, known)
         if bad and len(unknown_examples) < examples:
