@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check s2s_model pipeline s2s_cli tests benchmarks
 	$(BIN)/ruff format --check s2s_model pipeline s2s_cli tests benchmarks
-	$(BIN)/mypy s2s_model pipeline s2s_cli benchmarks
+	$(BIN)/mypy s2s_model pipeline s2s_cli benchmarks tests
 
 test: lint
 	$(BIN)/pytest -q

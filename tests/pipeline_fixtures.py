@@ -129,7 +129,7 @@ def _parquet(corpus: DirtyCorpus) -> None:
     corpus.reasons["missing_field"] += 1
 
 
-def summarize_args(inputs: list[str], output: Path, model: Path, *extra: str) -> list[str]:
+def summarize_args(inputs: list[str], output: Path, model: Path | str, *extra: str) -> list[str]:
     """argv for run(): small batches and short summaries keep the tests quick; the CPU, which
     the tests compare against (on a GPU machine 'auto' would take the GPU)."""
     argv = [arg for pattern in inputs for arg in ("--input", pattern)]

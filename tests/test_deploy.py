@@ -162,9 +162,9 @@ def test_locks_pin_every_package_by_hash_and_agree_with_pyproject() -> None:
     cuda = _locked(CUDA_LOCK)
     assert cuda["torch"][0] == _pinned("torch")
     assert any(name.startswith("nvidia-") for name in cuda), "the CUDA lock has no CUDA libraries"
-    for name, (version, _) in cuda.items():
-        if name in locked:
-            assert locked[name][0] == version, f"{name}: {version} in the CUDA lock"
+    for package, (version, _) in cuda.items():
+        if package in locked:
+            assert locked[package][0] == version, f"{package}: {version} in the CUDA lock"
 
 
 def _requirement_lines(path: Path) -> list[str]:

@@ -7,11 +7,12 @@ import re
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import pytest
 import torch
+from apache_beam.ml.inference.base import PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -27,6 +28,7 @@ from pipeline.transforms import (
     summary_row,
 )
 from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Summarizer, Summary
+from s2s_model.config import Precision, Quantize
 from tests.conftest import make_texts
 
 DECODE = DecodeConfig(beam_size=2, max_len=5)
@@ -55,6 +57,16 @@ class FakeSummarizer:
         return [Summary(t.split()[0], -1.0, [5], [(t.split()[0], -1.0)], 1, False) for t in texts]
 
 
+def _doc(result: PredictionResult) -> Document:
+    """A result's document (Beam types a result's fields loosely)."""
+    return cast(Document, result.example)
+
+
+def _out(result: PredictionResult) -> Any:
+    """A result's inference: a Summary or an InferenceFailure."""
+    return result.inference
+
+
 def _docs(texts: Sequence[str]) -> list[Document]:
     return [Document(f"d{i}", "src", text) for i, text in enumerate(texts)]
 
@@ -64,11 +76,11 @@ def test_a_failing_batch_is_split_until_only_the_bad_document_fails() -> None:
     model = FakeSummarizer()
     texts = [f"word{i} and more" for i in range(15)] + [f"{POISON} pill here"]
     results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
-    assert sorted(r.example.doc_id for r in results) == sorted(f"d{i}" for i in range(16))
+    assert sorted(_doc(r).doc_id for r in results) == sorted(f"d{i}" for i in range(16))
     failed = [r for r in results if isinstance(r.inference, InferenceFailure)]
-    assert [r.example.text for r in failed] == [f"{POISON} pill here"]
-    assert failed[0].inference.reason == "inference_error"
-    assert "cannot summarize poison" in failed[0].inference.detail
+    assert [_doc(r).text for r in failed] == [f"{POISON} pill here"]
+    assert _out(failed[0]).reason == "inference_error"
+    assert "cannot summarize poison" in _out(failed[0]).detail
     # halving, not one retry per document; the bad document alone gets a second attempt
     assert len(model.calls) <= 1 + 2 * 4 + 1
     assert model.calls[-2:] == [1, 1]
@@ -142,7 +154,7 @@ def test_a_window_is_one_call_so_the_summarizer_can_refill_its_batch() -> None:
     texts = ["a b c d", "a", "a b c d e f", "a b", "a b c", "a b c d e f"]
     results = list(handler.run_inference(_docs(texts), model))  # type: ignore[arg-type]
     assert model.calls == [6]
-    assert [r.inference.text for r in results] == ["a"] * 6
+    assert [_out(r).text for r in results] == ["a"] * 6
 
 
 def test_dead_letters_pass_through_in_the_same_stream() -> None:
@@ -173,7 +185,7 @@ def test_real_model_gives_what_the_summarizer_gives_alone(tiny_checkpoint: Path)
     model = handler.load_model()
     texts = make_texts(9, seed=31)
     results = list(handler.run_inference(_docs(texts), model))
-    by_id = {r.example.doc_id: r.inference for r in results}
+    by_id = {_doc(r).doc_id: _out(r) for r in results}
     alone = Summarizer.load(tiny_checkpoint)
     for i, text in enumerate(texts):
         (expected,) = alone.summarize([text], DECODE)
@@ -271,7 +283,7 @@ def test_is_blank(text: str, blank: bool) -> None:
 
 @pytest.mark.parametrize(("quantize", "precision"), [("none", "bf16"), ("int8", "fp32")])
 def test_the_handler_loads_the_model_as_asked(
-    tiny_checkpoint: Path, quantize: str, precision: str
+    tiny_checkpoint: Path, quantize: Quantize, precision: Precision
 ) -> None:
     settings = RuntimeSettings(quantize=quantize, precision=precision)
     handler = Seq2SeqModelHandler(str(tiny_checkpoint), settings=settings)

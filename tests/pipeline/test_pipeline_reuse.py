@@ -214,7 +214,9 @@ def test_the_key_holds_every_setting_that_changes_the_answer() -> None:
         "quantize": RowKeys(dataclasses.replace(base, quantize="int8"))(doc, "model-a"),
         "precision": RowKeys(dataclasses.replace(base, precision="bf16"))(doc, "model-a"),
     }
-    other_values = {"length_penalty": "wu", "compat": "opennmt", "ban_unk": True, "n_best": 2}
+    other_values: dict[str, Any] = {
+        "length_penalty": "wu", "compat": "opennmt", "ban_unk": True, "n_best": 2,
+    }  # fmt: skip
     for field in dataclasses.fields(DecodeConfig):
         value = other_values.get(field.name) or getattr(base.decode, field.name) + 1
         decode = dataclasses.replace(base.decode, **{field.name: value})

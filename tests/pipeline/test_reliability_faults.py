@@ -143,7 +143,8 @@ class _SizedOom:
     device = "cpu"
 
     def __init__(self, limit: int, error: Exception) -> None:
-        self.limit, self.error, self.calls = limit, error, []
+        self.limit, self.error = limit, error
+        self.calls: list[int] = []
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -173,7 +174,7 @@ def test_out_of_memory_halves_the_window_until_it_fits(error: Exception) -> None
     docs = [Document(f"d{i}", "s", f"word{i} text") for i in range(12)]
     results = list(Seq2SeqModelHandler().run_inference(docs, model))  # type: ignore[arg-type]
     assert model.calls == [12, 6, 3, 3, 6, 3, 3]
-    assert sorted(r.example.doc_id for r in results) == sorted(d.doc_id for d in docs)
+    assert sorted(r.example.doc_id for r in results) == sorted(d.doc_id for d in docs)  # type: ignore[attr-defined]
     assert not [r for r in results if isinstance(r.inference, InferenceFailure)]
     assert is_out_of_memory(error)
 

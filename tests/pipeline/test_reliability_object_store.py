@@ -29,8 +29,8 @@ def bucket(tiny_checkpoint: Path) -> Iterator[None]:
     memfs.reset()
     for path in tiny_checkpoint.iterdir():
         memfs.put(f"memfs://bucket/models/tiny/{path.name}", path.read_bytes())
-    for path, texts in TEXTS.items():
-        memfs.put(path, "".join(f"{t}\n" for t in texts).encode())
+    for name, texts in TEXTS.items():
+        memfs.put(name, "".join(f"{t}\n" for t in texts).encode())
     yield
     memfs.reset()
 

@@ -7,6 +7,7 @@ import argparse
 import math
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -82,9 +83,9 @@ def onmt_tensors(options: argparse.Namespace, seed: int = 0) -> dict[str, dict[s
 
 
 def write_checkpoint(path: Path, options: argparse.Namespace, seed: int = 0) -> Path:
-    data = onmt_tensors(options, seed)
-    data["vocab"] = {"src": VOCAB, "tgt": VOCAB, "data_task": "seq2seq"}  # type: ignore[assignment]
-    data["opt"] = options  # type: ignore[assignment]
+    data: dict[str, Any] = dict(onmt_tensors(options, seed))
+    data["vocab"] = {"src": VOCAB, "tgt": VOCAB, "data_task": "seq2seq"}
+    data["opt"] = options
     torch.save(data, path)
     return path
 

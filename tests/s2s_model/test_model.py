@@ -51,6 +51,7 @@ def test_decode_step_matches_teacher_forcing() -> None:
 
 def test_copy_puts_mass_on_source_tokens() -> None:
     model = tiny_model(8, copy=True).eval()
+    assert model.decoder.copy_gate is not None
     with torch.no_grad():
         model.decoder.copy_gate.bias.fill_(-50.0)  # p_gen ~ 0: copy only
     log_probs = model(SRC, SRC_LEN, TGT_IN)

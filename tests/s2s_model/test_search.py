@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -68,9 +70,11 @@ SCRIPT = {
 }
 
 
-def run(search, config: DecodeConfig, docs: int = 1) -> list[list[Hypothesis]]:  # type: ignore[no-untyped-def]
+def run(
+    search: Callable[..., list[list[Hypothesis]]], config: DecodeConfig, docs: int = 1
+) -> list[list[Hypothesis]]:
     src = torch.full((docs, 3), 7)
-    return search(ScriptedModel(SCRIPT), src, torch.full((docs,), 3), config)  # type: ignore[arg-type]
+    return search(ScriptedModel(SCRIPT), src, torch.full((docs,), 3), config)
 
 
 def test_greedy_follows_the_most_likely_token() -> None:
@@ -205,7 +209,7 @@ def test_a_wide_beam_returns_the_exact_best_sequences(
 
 # --- invariances on random models ------------------------------------------------------------
 
-MODEL_VARIANTS = [
+MODEL_VARIANTS: list[dict[str, Any]] = [
     {"attention": "general"},
     {"attention": "dot", "num_layers": 2},
     {"attention": "additive", "copy": True, "coverage": True},
@@ -228,7 +232,7 @@ def test_beam_of_one_equals_greedy(variant: int) -> None:
     model = tiny_model(40, seed=variant, **MODEL_VARIANTS[variant])
     _, src, lengths = random_batch(variant, 8, 40)
     for penalty in ("none", "avg", "wu"):
-        config = DecodeConfig(beam_size=1, max_len=12, length_penalty=penalty)  # type: ignore[arg-type]
+        config = DecodeConfig(beam_size=1, max_len=12, length_penalty=penalty)
         with torch.inference_mode():
             greedy = greedy_search(model, src, lengths, config)
             beam = beam_search(model, src, lengths, config)
@@ -373,7 +377,7 @@ def test_refill_admits_documents_as_others_finish() -> None:
         seen.append(s.size(0))
         return encode(s, n)
 
-    model.encode = counting_encode  # type: ignore[method-assign]
+    model.encode = counting_encode  # type: ignore[method-assign, assignment]
     config = DecodeConfig(beam_size=2, max_len=3)
     results = beam_search(model, src, lengths, config, max_batch_tokens=8)  # type: ignore[arg-type]
     assert [r[0].tokens for r in results] == [[B]] * 6
