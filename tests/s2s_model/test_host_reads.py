@@ -58,5 +58,5 @@ def test_the_counter_sees_each_kind_of_read() -> None:
         torch.where(t > 0, t, 0.0)  # stays on the device: not a read
         t.repeat_interleave(2, output_size=6)  # the size is known: no wait
         t[0] = 1.0
-        t[:, None].expand(3, 2).reshape(6)  # what replaces repeat_interleave
+        t[:, None].repeat(1, 2).reshape(6)  # what replaces repeat_interleave
     assert reads.total == 11

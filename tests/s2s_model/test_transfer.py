@@ -18,8 +18,11 @@ def test_upload_keeps_values_and_dtypes() -> None:
     assert upload(mask, cpu) is mask
 
 
-@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (0, 2)])
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4), (0, 2), (1, 6)])
 @pytest.mark.parametrize("k", [1, 4])
 def test_interleave_repeats_rows_as_repeat_interleave_does(shape: tuple[int, ...], k: int) -> None:
     rows = torch.arange(int(torch.tensor(shape).prod())).view(shape)
-    assert torch.equal(interleave(rows, k), rows.repeat_interleave(k, dim=0))
+    repeated = interleave(rows, k)
+    assert torch.equal(repeated, rows.repeat_interleave(k, dim=0))
+    repeated.fill_(-1)  # its own memory, as repeat_interleave's: writing it leaves rows alone
+    assert rows.numel() == 0 or rows.max() >= 0
