@@ -8,9 +8,7 @@ stopping early never changes the result), or when its maximum length forces EOS.
 documents leave the batch, so the tensors shrink as the batch finishes. With a token budget,
 waiting documents take the freed rows instead (continuous batching), so the batch stays full to
 the end; a document's result does not depend on which documents share its batch, so refilling
-never changes an answer. Documents that join take their first step on their own, one row each
-(their K rows are still the same), then join the batch: that first step was 9% of the decoder's
-row-steps on the OpenNMT-py anchor's documents (benchmarks/RESULTS.md).
+never changes an answer.
 
 Semantics (they are the contract tests check):
 - a hypothesis ends when it emits EOS; at its document's maximum length EOS is forced, and that
@@ -24,9 +22,9 @@ Semantics (they are the contract tests check):
 The search stays on the device: finished hypotheses are kept in device tensors (each document's
 ``n_best`` best so far) and read back once, together, after their documents leave; rules apply
 with ``torch.where`` rather than host-side branches; lengths the host knows stay on the host. A
-step reads one thing back, the (B,) flags of the documents that are done (a joining group's
-first step too), plus a few reads when documents are admitted
-(``tests/s2s_model/test_host_reads.py`` holds this to at most 2 per step). None of
+step reads one thing back, the (B,) flags of the documents that are done, plus a few reads when
+documents are admitted (``tests/s2s_model/test_host_reads.py`` holds this to at most 2 per
+step). None of
 this changes a result: scores are computed in float64 on the device as the host would, and ties
 between finished hypotheses still go to the one that finished first.
 """
@@ -331,15 +329,8 @@ def search_documents(
     while pending or active is not None:
         admitted = _admissible(pending, active, sources, max_batch_tokens)
         if admitted:
-            fresh = _admit(model, admitted, sources, rules, shortlist)
-            if stats is not None:
-                stats.count(fresh.src_lens, fresh.memory.outputs.size(1))
-            done = _step(model, fresh, rules, first=True)
-            joining = _leave(fresh, done.tolist(), results, config.beam_size)  # a read per join
-            if joining is not None:
-                active = joining if active is None else active.extend(joining)
-        if active is None:
-            continue
+            active = _admit(model, active, admitted, sources, rules, shortlist)
+        assert active is not None, "the budget always admits at least one document"
         if stats is not None:
             stats.count(active.src_lens, active.memory.outputs.size(1))
         done = _step(model, active, rules)
@@ -398,12 +389,13 @@ def _admissible(
 
 def _admit(
     model: Seq2Seq,
+    active: _Active | None,
     docs: list[int],
     sources: Sequence[Tensor],
     rules: _Rules,
     shortlist: Tensor | None,
 ) -> _Active:
-    """Encode ``docs``: K identical fresh rows each, ready for their first step.
+    """Encode ``docs`` and add them, K fresh rows each, after the active documents.
 
     Source lengths are known on the host: they go to the encoder as a host tensor, and the
     per-document limits are computed on the host and uploaded, so admitting reads nothing back.
@@ -439,7 +431,7 @@ def _admit(
         kept_len=torch.zeros((b, n), dtype=torch.long, device=device),
         kept_tokens=src.new_full((b, n, width + 1), PAD_ID),
     )
-    return fresh
+    return fresh if active is None else active.extend(fresh)
 
 
 def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) -> Tensor | None:
@@ -454,7 +446,7 @@ def _shortlist(model: Seq2Seq, config: DecodeConfig, frequent: Tensor | None) ->
     return mask
 
 
-def _step(model: Seq2Seq, active: _Active, rules: _Rules, *, first: bool = False) -> Tensor:
+def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
     """One beam step for every active document, in place; returns (B,) bool: who is done.
 
     Each row's best candidates are taken first, then the document's best among its K rows':
@@ -467,12 +459,7 @@ def _step(model: Seq2Seq, active: _Active, rules: _Rules, *, first: bool = False
     memory = active.memory
     row_steps = interleave(active.steps, beams)  # (B * K,)
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
-    if first:  # every document's K rows are still the same: decode one each, then repeat it
-        one = torch.arange(0, last.size(0), beams, device=last.device)
-        log_probs, state = model.decode_step(last[one], active.state.index_select(one), memory)
-        log_probs, state = interleave(log_probs, beams), state.repeat_rows(beams)
-    else:
-        log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
+    log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
     row_max = interleave(active.max_lens, beams)
     src = interleave(memory.src, beams) if config.whole_words else None
     log_probs, forced, eos = constrain(
