@@ -286,14 +286,11 @@ def peak_memory(device: str, docs: int) -> dict[str, Any]:
     }
 
 
-def pipeline(device: str, out: Path) -> dict[str, Any]:
-    try:
-        import apache_beam  # noqa: F401
-    except ImportError:
-        return {"skipped": "apache_beam is not installed here"}
+def _job(pattern: str, device: str, flags: list[str]) -> dict[str, Any]:
+    """``python -m pipeline`` over ``pattern`` on ``device``: exit status, seconds, manifest."""
     target = Path(tempfile.mkdtemp(prefix="s2s-gpu-pipeline-"))
-    argv = [sys.executable, "-m", "pipeline", str(EXAMPLES / "part-*"), "--id_field", "id",
-            "--output", str(target), "--device", device]  # fmt: skip
+    argv = [sys.executable, "-m", "pipeline", pattern, "--id_field", "id", "--output",
+            str(target), "--device", device, *flags]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
     seconds = time.perf_counter() - started
@@ -306,6 +303,20 @@ def pipeline(device: str, out: Path) -> dict[str, Any]:
         "counts": manifest["counts"] if manifest else None,
         "runtime": manifest.get("runtime") if manifest else None,
     }
+
+
+def _has_beam() -> bool:
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pipeline(device: str) -> dict[str, Any]:
+    if not _has_beam():
+        return {"skipped": "apache_beam is not installed here"}
+    return _job(str(EXAMPLES / "part-*"), device, [])
 
 
 def out_of_memory(device: str, docs: int) -> dict[str, Any]:
@@ -413,9 +424,7 @@ def defaults(
 
 
 def pipeline_scale(device: str, texts: list[str], flag_sets: list[str]) -> dict[str, Any]:
-    try:
-        import apache_beam  # noqa: F401
-    except ImportError:
+    if not _has_beam():
         return {"skipped": "apache_beam is not installed here"}
     shards = Path(tempfile.mkdtemp(prefix="s2s-gpu-corpus-"))
     for shard in range(4):
@@ -425,20 +434,10 @@ def pipeline_scale(device: str, texts: list[str], flag_sets: list[str]) -> dict[
         (shards / f"part-{shard}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     runs: list[dict[str, Any]] = []
     for flags in ["", *flag_sets]:
-        target = Path(tempfile.mkdtemp(prefix="s2s-gpu-pipeline-"))
-        argv = [sys.executable, "-m", "pipeline", str(shards / "part-*"), "--id_field", "id",
-                "--output", str(target), "--device", device, *flags.split()]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
-        seconds = time.perf_counter() - started
-        manifest_path = target / "_SUCCESS.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
-        runs.append({"flags": flags, "returncode": done.returncode, "seconds": seconds,
-                     "docs_per_s": len(texts) / seconds,
-                     "counts": manifest["counts"] if manifest else None,
-                     "runtime": manifest.get("runtime") if manifest else None,
-                     "stderr_tail": done.stderr[-800:]})  # fmt: skip
-        print(f"  pipeline_scale: {json.dumps(runs[-1])[:300]}", flush=True)
+        run = {"flags": flags, **_job(str(shards / "part-*"), device, flags.split())}
+        run["docs_per_s"] = len(texts) / run["seconds"]
+        runs.append(run)
+        print(f"  pipeline_scale: {json.dumps(run)[:300]}", flush=True)
     return {"documents": len(texts), "runs": runs}
 
 
@@ -488,7 +487,7 @@ def main() -> None:
         "host_syncs": lambda: host_syncs(device, 8 if small else 64),
         "peak_memory": lambda: peak_memory(device, 64 if small else 4000),
         "sync_sites": lambda: sync_sites(device, 8 if small else 64),
-        "pipeline": lambda: pipeline(device, args.out),
+        "pipeline": lambda: pipeline(device),
         "out_of_memory": lambda: out_of_memory(device, 4 if small else 64),
         "training": lambda: training(device, 4 if small else 200),
     }
