@@ -39,6 +39,17 @@ class DirtyCorpus:
     def read(self) -> int:
         return self.summarized + sum(self.reasons.values())
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """The manifest's ``counts`` of a fresh run over this corpus (nothing reused)."""
+        return {
+            "read": self.read,
+            "summarized": self.summarized,
+            "dead_lettered": sum(self.reasons.values()),
+            "reused": 0,
+            "decoded": self.summarized,
+        }
+
 
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
