@@ -11,6 +11,11 @@ finished documents with waiting ones. We do not use ``SortAndBatchElements``: it
 bundle (here a whole shard) before emitting anything. The padding the search really attends is
 measured (``SearchStats``) and reported in the job's counters.
 
+The launcher loads the model once to check it (preflight); ``run_plan`` offers that copy to the
+workers of its own process for the length of the run (``preloaded``). The first ``load_model``
+there with the same checkpoint and settings takes it instead of reading the files again; every
+other worker (another process, another device, a later run) loads its own.
+
 Dead letters of earlier steps pass through untouched (``inference`` is the DeadLetter itself):
 documents and dead letters share one stream so that no ``Flatten`` is needed (see sources.py).
 
@@ -30,12 +35,14 @@ fails the bundle, for the runner to retry on a healthy worker.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +65,7 @@ from s2s_model import (
     Summarizer,
     Summary,
 )
+from s2s_model.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +140,40 @@ def load_summarizer(path: str | None, settings: RuntimeSettings) -> Summarizer:
     finally:
         if local is not None and local != path:
             shutil.rmtree(local, ignore_errors=True)
+
+
+_offers: dict[str | None, Summarizer] = {}
+_offers_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def preloaded(path: str | None, summarizer: Summarizer | None) -> Iterator[None]:
+    """While the block runs, the first ``load_model`` in this process of checkpoint ``path``
+    (None: the bundled model) with ``summarizer``'s settings returns ``summarizer`` itself.
+    Nothing is offered when ``summarizer`` is None."""
+    if summarizer is None:
+        yield
+        return
+    with _offers_lock:
+        _offers[path] = summarizer
+    try:
+        yield
+    finally:
+        with _offers_lock:
+            _offers.pop(path, None)
+
+
+def take_preloaded(path: str | None, settings: RuntimeSettings) -> Summarizer | None:
+    """The summarizer offered for ``path`` if it runs with ``settings`` (once), else None."""
+    with _offers_lock:
+        offered = _offers.get(path)
+        if offered is None or offered.settings != _resolved(settings):
+            return None
+        return _offers.pop(path)
+
+
+def _resolved(settings: RuntimeSettings) -> RuntimeSettings:
+    return dataclasses.replace(settings, device=resolve_device(settings.device))
 
 
 def _count_tokens(doc: Document, model: Summarizer) -> int | InferenceFailure:
@@ -214,9 +256,13 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         self._settings = settings
 
     def load_model(self) -> Summarizer:
-        summarizer = load_summarizer(self._model_path, self._settings)
+        summarizer = take_preloaded(self._model_path, self._settings)
+        how = "took the launcher's" if summarizer else "loaded"
+        if summarizer is None:
+            summarizer = load_summarizer(self._model_path, self._settings)
         logger.info(
-            "loaded model %s (%s) on %s with %s torch thread(s)",
+            "%s model %s (%s) on %s with %s torch thread(s)",
+            how,
             self._model_path or "bundled",
             summarizer.fingerprint,
             summarizer.device,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import StandardOptions
@@ -44,6 +44,8 @@ class RunPlan:
     runner: str
     # The device the workers use where preflight can know it (local runners), else as asked.
     device: str
+    # The model as preflight loaded it (on the CPU): run_plan offers it to in-process workers.
+    loaded: Summarizer | None = field(default=None, repr=False, compare=False)
 
 
 def parse(argv: Sequence[str]) -> SummarizeOptions:
@@ -162,4 +164,5 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         settings=settings,
         runner=options.runner_name(),
         device=device,
+        loaded=model,
     )

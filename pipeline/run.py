@@ -30,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from pipeline.model_handler import Seq2SeqModelHandler
+from pipeline.model_handler import Seq2SeqModelHandler, preloaded
 from pipeline.options import SummarizeOptions, format_flags_help, inputs_as_flags
 from pipeline.output import (
     MANIFEST_VERSION,
@@ -261,7 +261,8 @@ def run_plan(
     started, clock = _utc_now(), time.monotonic()
     attempt = attempt_dir(plan.output, _run_id())
     try:
-        result = _run_watched(options, plan, attempt, on_progress)
+        with preloaded(options.model, plan.loaded):
+            result = _run_watched(options, plan, attempt, on_progress)
     except BaseException as err:  # the job failed, or the launcher is being interrupted
         discard_attempt(plan.output, attempt)
         if isinstance(err, RunFailed) or not isinstance(err, Exception):

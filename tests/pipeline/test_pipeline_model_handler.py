@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 import weakref
@@ -17,7 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dead_letters import dead_letter
-from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
+from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler, preloaded
 from pipeline.reuse import AnswerSettings, RowKeys
 from pipeline.sources import Document
 from pipeline.transforms import (
@@ -291,3 +292,21 @@ def test_the_handler_loads_the_model_as_asked(
     assert (model.settings.quantize, model.settings.precision) == (quantize, precision)
     results = list(handler.run_inference(_docs(["the package does things"]), model))
     assert isinstance(results[0].inference, Summary)
+
+
+def test_a_worker_takes_the_launchers_model_once_and_only_with_the_same_settings(
+    tiny_checkpoint: Path,
+) -> None:
+    settings = RuntimeSettings(device="cpu", threads=1)
+    launchers = Summarizer.load(tiny_checkpoint, settings)
+    same = Seq2SeqModelHandler(str(tiny_checkpoint), settings=settings)
+    int8 = Seq2SeqModelHandler(
+        str(tiny_checkpoint), settings=dataclasses.replace(settings, quantize="int8")
+    )
+    with preloaded(str(tiny_checkpoint), launchers):
+        assert int8.load_model() is not launchers
+        assert same.load_model() is launchers
+        assert same.load_model() is not launchers, "an offer is taken once"
+    with preloaded(str(tiny_checkpoint), launchers):
+        pass
+    assert same.load_model() is not launchers, "the offer ends with its block"

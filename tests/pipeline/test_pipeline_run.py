@@ -255,3 +255,21 @@ def test_python_m_pipeline_skips_a_finished_output_with_exit_0(tmp_path: Path) -
     assert completed.returncode == 0, completed.stderr
     assert f"{output} already finished at 2030-01-02T03:04:05+00:00: skipping" in completed.stderr
     assert sorted(p.name for p in output.iterdir()) == ["_SUCCESS.json"]
+
+
+def test_a_local_run_reads_the_model_files_once(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preflight loads the model to check it; the in-process worker takes that copy."""
+    loads: list[object] = []
+    real_load = Summarizer.load.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Summarizer], /, *args: object, **kwargs: object) -> Summarizer:
+        loads.append(args[0] if args else None)
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Summarizer, "load", classmethod(counted))
+    shard = write_lines(tmp_path / "in.txt", make_texts(5))
+    report = run(summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint))
+    assert report.summarized == 5
+    assert loads == [str(tiny_checkpoint)]

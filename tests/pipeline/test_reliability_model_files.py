@@ -21,6 +21,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_model
 
+from pipeline.model_handler import Seq2SeqModelHandler
 from pipeline.run import PreflightError, run
 from s2s_cli.main import main
 from s2s_model import Summarizer, Tokenizer
@@ -158,7 +159,11 @@ def test_a_remote_model_is_read_through_beam_filesystems_by_launcher_and_workers
     corpus = write_lines(tmp_path / "in.txt", make_texts(4, seed=2))
     output = tmp_path / "out"
     report = run(summarize_args([str(corpus)], output, "memfs://models/tiny"))
-    # Once by the launcher's preflight, once by the worker's load_model.
+    # Once by the launcher's preflight; the in-process worker takes the launcher's copy.
+    for name in FILES:
+        assert memfs.OPENED.count(f"memfs://models/tiny/{name}") == 1
+    # A worker in another process (Dataflow's) loads it itself, through the same filesystem.
+    Seq2SeqModelHandler("memfs://models/tiny").load_model()
     for name in FILES:
         assert memfs.OPENED.count(f"memfs://models/tiny/{name}") == 2
     fingerprint = Summarizer.load(tiny_checkpoint).fingerprint
