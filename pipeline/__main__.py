@@ -4,9 +4,12 @@ The same job as ``s2s summarize``, without click: flags are in pipeline/options.
 flags pass through.
 """
 
+import gc
 import sys
 
 from pipeline.run import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    gc.freeze()  # the exit's collections skip torch's and Beam's objects: see s2s_cli.main.entry
+    sys.exit(status)
