@@ -421,6 +421,27 @@ def test_a_shortlist_of_everything_changes_nothing(quantize: str) -> None:
         assert f[0].score == pytest.approx(s[0].score, abs=1e-5)
 
 
+def test_an_int8_output_layer_is_unpacked_once_however_often_documents_join() -> None:
+    model = quantize_model(tiny_model(40, seed=33), "int8", "cpu")
+    generator: Any = model.decoder.generator
+    unpack = generator._weight_bias
+    unpacks: list[int] = []
+
+    def counted() -> Any:
+        unpacks.append(1)
+        return unpack()
+
+    generator._weight_bias = counted
+    _, src, lengths = random_batch(43, 8, 40)
+    config = DecodeConfig(beam_size=2, max_len=6, shortlist=8)
+    alone = beam_search(model, src, lengths, config, frequent=torch.arange(4, 40))
+    refilled = beam_search(
+        model, src, lengths, config, frequent=torch.arange(4, 40), max_batch_tokens=40
+    )
+    assert [r[0].tokens for r in refilled] == [r[0].tokens for r in alone]
+    assert len(unpacks) == 1
+
+
 def test_shortlist_needs_the_frequency_ranking() -> None:
     model = tiny_model(40)
     _, src, lengths = random_batch(1, 2, 40)
