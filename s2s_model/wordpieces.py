@@ -76,26 +76,32 @@ class WordPieces:
 
 def word_pieces(tokenizer: TextTokenizer) -> WordPieces:
     """The ``WordPieces`` of ``tokenizer``: SentencePiece pieces starting with "▁" start words;
-    every token of a word vocabulary is a word."""
-    size = tokenizer.vocab_size
-    starts = torch.zeros(size, dtype=torch.bool)
-    content = torch.zeros(size, dtype=torch.bool)
-    opening = torch.zeros(size, dtype=torch.bool)
-    closing = torch.zeros(size, dtype=torch.bool)
-    word = torch.zeros(size, dtype=torch.long)
+    every token of a word vocabulary is a word. Built in Python lists, then made tensors once
+    (setting tensor items one by one took 0.25 s of each model load at 16,000 pieces)."""
+    starts: list[bool] = []
+    content: list[bool] = []
+    opening: list[bool] = []
+    closing: list[bool] = []
+    word: list[int] = []
     numbers: dict[str, int] = {}
     for i, piece in enumerate(_pieces(tokenizer)):
-        if i in SPECIAL_IDS:
-            starts[i] = True
-            continue
-        starts[i] = tokenizer.kind == "words" or piece.startswith(SENTENCEPIECE_SPACE)
-        text = piece.lstrip(SENTENCEPIECE_SPACE).lower()
-        if text.isalpha() and text not in FUNCTION_WORDS:
-            content[i] = True
-            word[i] = numbers.setdefault(text, len(numbers) + 1)
-        opening[i] = bool(starts[i]) and bool(text) and all(c in OPENING for c in text)
-        closing[i] = not starts[i] and bool(text) and all(c in CLOSING for c in text)
-    return WordPieces(starts, content, opening, closing, word)
+        start = (
+            i in SPECIAL_IDS or tokenizer.kind == "words" or piece.startswith(SENTENCEPIECE_SPACE)
+        )
+        text = "" if i in SPECIAL_IDS else piece.lstrip(SENTENCEPIECE_SPACE).lower()
+        is_content = text.isalpha() and text not in FUNCTION_WORDS
+        starts.append(start)
+        content.append(is_content)
+        word.append(numbers.setdefault(text, len(numbers) + 1) if is_content else 0)
+        opening.append(start and bool(text) and all(c in OPENING for c in text))
+        closing.append(not start and bool(text) and all(c in CLOSING for c in text))
+    return WordPieces(
+        torch.tensor(starts, dtype=torch.bool),
+        torch.tensor(content, dtype=torch.bool),
+        torch.tensor(opening, dtype=torch.bool),
+        torch.tensor(closing, dtype=torch.bool),
+        torch.tensor(word, dtype=torch.long),
+    )
 
 
 def _pieces(tokenizer: TextTokenizer) -> list[str]:
