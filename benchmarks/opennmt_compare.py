@@ -142,13 +142,16 @@ def whole_jobs(
     checkpoint: Path, model: Path, texts: list[str], work: Path, rounds: int = 1
 ) -> dict[str, Any]:
     """Process start to exit, best of ``rounds`` interleaved: onmt_translate (2 threads) on one
-    file against our pipeline over 4 shards, in each of JOB_VARIANTS."""
+    file against our pipeline over 4 shards, in each of JOB_VARIANTS; and ``s2s summarize`` on
+    the first 8 documents (the smallest job: start-up, model load and Beam's fixed costs)."""
     src = work / "src.txt"
     src.write_text("".join(t + "\n" for t in texts))
     shards = work / "shards"
     shards.mkdir(exist_ok=True)
     for k in range(4):
         (shards / f"part-{k}.txt").write_text("".join(t + "\n" for t in texts[k::4]))
+    eight = work / "eight.txt"
+    eight.write_text("".join(t + "\n" for t in texts[:8]))
     times: dict[str, list[float]] = {"onmt_translate_s": []}
     jobs: dict[str, Any] = {}
     for _ in range(rounds):
@@ -173,6 +176,15 @@ def whole_jobs(
             jobs[f"pipeline_{name}_identical_to_onmt_translate"] = same_as_cli(
                 work / "out", (work / "cli.pred").read_text().splitlines()
             )
+        start = time.perf_counter()
+        subprocess.run(
+            [str(Path(sys.executable).with_name("s2s")), "summarize", str(eight), "--output",
+             str(work / "out8"), "--overwrite", "--model", str(checkpoint), *JOB_DECODE_FLAGS],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        times.setdefault("s2s_summarize_8_documents_s", []).append(
+            round(time.perf_counter() - start, 2)
+        )
     jobs["runs_s"] = times
     jobs.update({name: min(values) for name, values in times.items()})
     return jobs
