@@ -34,14 +34,18 @@ class GlobalAttention(nn.Module):
             self.v = nn.Linear(hidden, 1, bias=False)
         self.linear_out = nn.Linear(2 * hidden, hidden, bias=self.kind == "additive")
         self.coverage_weight = nn.Parameter(torch.zeros(hidden)) if config.coverage else None
+        # ``general`` keys through an int8 layer holding W^T (``quantize_model`` sets it).
+        self.int8_keys: nn.Module | None = None
 
     def keys(self, outputs: Tensor) -> Tensor:
         """(B, S, H) encoder outputs -> (B, S, H) keys, once per document.
 
         For ``general``, score = (W q) . m = q . (W^T m), so the projection moves to the keys.
         """
-        if self.kind == "general":
-            keys: Tensor = outputs @ self.linear_in.weight
+        if self.kind == "general" and self.int8_keys is not None:
+            keys: Tensor = self.int8_keys(outputs)
+        elif self.kind == "general":
+            keys = outputs @ self.linear_in.weight
         elif self.kind == "additive":
             keys = self.linear_context(outputs)
         else:

@@ -15,8 +15,9 @@ def quantize_model(model: Seq2Seq, kind: str, device: str) -> Seq2Seq:
     """Return ``model`` with weights in ``kind`` ('none' or 'int8'); int8 is CPU only.
 
     Activations stay float and are quantized on the fly per batch (dynamic quantization), so no
-    calibration data is needed. The attention's ``general`` matrix is left in float: it is applied
-    to the encoder outputs once per document, not per step.
+    calibration data is needed. The attention's ``general`` matrix W projects the encoder outputs
+    to keys once per document (``outputs @ W``): it becomes an int8 layer holding W^T, since with
+    int8 steps that projection was 6% of the decoding time.
     """
     if kind not in QUANTIZE_KINDS:
         raise ValueError(f"quantize={kind!r}: choose one of {QUANTIZE_KINDS}")
@@ -33,4 +34,10 @@ def quantize_model(model: Seq2Seq, kind: str, device: str) -> Seq2Seq:
         # torch.ao's quantized tensors are deprecated upstream (pytorch#184982); torch is pinned.
         warnings.simplefilter("ignore")
         quantized: Seq2Seq = quantize_dynamic(model, names, inplace=False)  # type: ignore[no-untyped-call]
+        attention = quantized.decoder.attention
+        if attention.kind == "general":
+            weight = attention.linear_in.weight.detach()
+            keys = nn.Linear(weight.size(0), weight.size(1), bias=False)
+            keys.weight = nn.Parameter(weight.t().contiguous())
+            attention.int8_keys = quantize_dynamic(nn.Sequential(keys), {nn.Linear})[0]  # type: ignore[no-untyped-call]
     return quantized

@@ -421,6 +421,19 @@ def test_a_shortlist_of_everything_changes_nothing(quantize: str) -> None:
         assert f[0].score == pytest.approx(s[0].score, abs=1e-5)
 
 
+def test_int8_general_attention_projects_keys_in_int8_close_to_float() -> None:
+    model = tiny_model(40, seed=34, hidden_size=64, embed_dim=32)
+    quantized = quantize_model(model, "int8", "cpu")
+    assert model.decoder.attention.int8_keys is None, "the float model is left as it was"
+    assert quantized.decoder.attention.int8_keys is not None
+    outputs = torch.randn(3, 7, 64)
+    exact = model.decoder.attention.keys(outputs)
+    approximate = quantized.decoder.attention.keys(outputs)
+    assert approximate.shape == exact.shape
+    assert not torch.equal(approximate, exact)
+    assert (approximate - exact).norm() < 0.05 * exact.norm()
+
+
 def test_an_int8_output_layer_is_unpacked_once_however_often_documents_join() -> None:
     model = quantize_model(tiny_model(40, seed=33), "int8", "cpu")
     generator: Any = model.decoder.generator
