@@ -44,7 +44,8 @@ class RunPlan:
     runner: str
     # The device the workers use where preflight can know it (local runners), else as asked.
     device: str
-    # The model as preflight loaded it (on the CPU): run_plan offers it to in-process workers.
+    # The model as preflight loaded it (on the CPU), kept on local runners only: run_plan offers
+    # it to in-process workers (a remote job's launcher would hold it for nothing).
     loaded: Summarizer | None = field(default=None, repr=False, compare=False)
 
 
@@ -164,5 +165,5 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         settings=settings,
         runner=options.runner_name(),
         device=device,
-        loaded=model,
+        loaded=model if options.is_local_runner() else None,
     )

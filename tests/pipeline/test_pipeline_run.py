@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import run as run_module
+from pipeline.preflight import parse, preflight
 from pipeline.run import PreflightError, RunFailed, run
 from pipeline.sinks import DEAD_LETTER_SCHEMA, summary_schema
 from s2s_model import DecodeConfig, Summarizer
@@ -273,3 +274,16 @@ def test_a_local_run_reads_the_model_files_once(
     report = run(summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint))
     assert report.summarized == 5
     assert loads == [str(tiny_checkpoint)]
+
+
+def test_only_a_local_run_keeps_preflights_model_for_its_workers(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """A remote job's workers load their own: its launcher must not hold a copy while it waits."""
+    shard = write_lines(tmp_path / "in.txt", make_texts(2))
+    argv = summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint)
+    local = preflight(parse(argv))
+    remote = preflight(parse([*argv, "--runner", "DataflowRunner"]))
+    assert isinstance(local.loaded, Summarizer)
+    assert remote.loaded is None
+    assert remote.fingerprint == local.fingerprint
