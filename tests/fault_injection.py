@@ -100,7 +100,7 @@ class RaiseInBundle(Seq2SeqModelHandler):
         return super().run_inference(batch, model, inference_args)
 
 
-class _WrappedModel(Seq2SeqModelHandler):
+class WrappedModel(Seq2SeqModelHandler):
     """The real model, with ``summarize`` wrapped by ``fault`` (texts -> raise or not)."""
 
     def fault(self, texts: Sequence[str]) -> None:
@@ -120,7 +120,7 @@ class _WrappedModel(Seq2SeqModelHandler):
         return model
 
 
-class TransientOnFirstAttempt(_WrappedModel):
+class TransientOnFirstAttempt(WrappedModel):
     """The first call to the model fails as a flaky device or driver would, once."""
 
     def fault(self, texts: Sequence[str]) -> None:
@@ -128,7 +128,7 @@ class TransientOnFirstAttempt(_WrappedModel):
             raise RuntimeError("injected transient failure: CUDA error: launch timeout")
 
 
-class OutOfMemoryAbove(_WrappedModel):
+class OutOfMemoryAbove(WrappedModel):
     """Windows of more than OOM_ABOVE documents, and any holding COLOSSAL, run out of memory."""
 
     def fault(self, texts: Sequence[str]) -> None:

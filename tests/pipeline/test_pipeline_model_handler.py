@@ -31,6 +31,7 @@ from pipeline.transforms import (
 from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Summarizer, Summary
 from s2s_model.config import Precision, Quantize
 from tests.conftest import make_texts
+from tests.fault_injection import WrappedModel
 
 DECODE = DecodeConfig(beam_size=2, max_len=5)
 KEYS = RowKeys(AnswerSettings(DECODE, max_src_tokens=400, quantize="none", precision="fp32"))
@@ -195,22 +196,12 @@ def test_real_model_gives_what_the_summarizer_gives_alone(tiny_checkpoint: Path)
     assert {r.model_id for r in results} == {alone.fingerprint}
 
 
-class PoisonedHandler(Seq2SeqModelHandler):
+class PoisonedHandler(WrappedModel):
     """The real model, made to fail on POISON documents (as a broken input would)."""
 
-    def load_model(self) -> Summarizer:
-        model = super().load_model()
-        summarize = model.summarize
-
-        def poisoned(
-            texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
-        ) -> list[Summary]:
-            if any(POISON in t for t in texts):
-                raise RuntimeError("poisoned")
-            return summarize(texts, decode, **options)
-
-        model.summarize = poisoned  # type: ignore[method-assign]
-        return model
+    def fault(self, texts: Sequence[str]) -> None:
+        if any(POISON in t for t in texts):
+            raise RuntimeError("poisoned")
 
 
 def test_summarize_documents_in_a_pipeline(tiny_checkpoint: Path) -> None:
