@@ -59,6 +59,7 @@ from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
 from s2s_model import DecodeConfig
 from s2s_model.device import device_info
 from s2s_model.errors import S2SError, one_line
+from s2s_model.summarizer import DocumentSearch
 
 logger = logging.getLogger(__name__)
 
@@ -254,14 +255,27 @@ def _device_info(plan: RunPlan, options: SummarizeOptions) -> dict[str, Any]:
 
 
 def run_plan(
-    options: SummarizeOptions, plan: RunPlan, on_progress: ProgressCallback | None = None
+    options: SummarizeOptions,
+    plan: RunPlan,
+    on_progress: ProgressCallback | None = None,
+    *,
+    search: DocumentSearch | None = None,
 ) -> RunReport:
-    """Run a preflighted job to the end and write its manifest; raise RunFailed otherwise."""
+    """Run a preflighted job to the end and write its manifest; raise RunFailed otherwise.
+
+    ``search`` replaces the model's beam search in the workers that take the launcher's model
+    (those of a local runner's own process): the seam through which benchmarks and tests time
+    the job's own work (``s2s_model.stand_in``)."""
+    loaded = plan.loaded
+    if search is not None:
+        if loaded is None:
+            raise ValueError("a search stand-in needs a local runner (its workers take the model)")
+        loaded = loaded.with_search(search)
     clear_output(plan.output)
     started, clock = _utc_now(), time.monotonic()
     attempt = attempt_dir(plan.output, _run_id())
     try:
-        with preloaded(options.model, plan.loaded):
+        with preloaded(options.model, loaded):
             result = _run_watched(options, plan, attempt, on_progress)
     except BaseException as err:  # the job failed, or the launcher is being interrupted
         discard_attempt(plan.output, attempt)
@@ -304,11 +318,16 @@ def finished_run(options: SummarizeOptions) -> RunReport | None:
     return RunReport(output=options.output, manifest=manifest, skipped=True)
 
 
-def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> RunReport:
+def run(
+    argv: Sequence[str],
+    *,
+    on_progress: ProgressCallback | None = None,
+    search: DocumentSearch | None = None,
+) -> RunReport:
     """Check, run and account one summarize job; ``python -m pipeline`` and the CLI call this.
 
     With ``--if_finished skip`` an output that already holds a finished run is not touched:
-    the report of that run comes back with ``skipped=True``.
+    the report of that run comes back with ``skipped=True``. ``search``: see ``run_plan``.
     """
     options = parse(argv)
     finished = finished_run(options)
@@ -328,7 +347,7 @@ def run(argv: Sequence[str], *, on_progress: ProgressCallback | None = None) -> 
         options.window(),
         plan.output,
     )
-    return run_plan(options, plan, on_progress)
+    return run_plan(options, plan, on_progress, search=search)
 
 
 def _log_progress(done: int, elapsed: float, reused: int | None = None) -> None:

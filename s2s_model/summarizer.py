@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -44,6 +45,26 @@ class Summary:
     forced_end: bool = False
 
 
+class DocumentSearch(Protocol):
+    """The step between tokenizing and detokenizing: hypotheses for each source, best first.
+
+    ``sources`` are token ids, longest first; the result has one list per source, in the same
+    order. ``max_batch_tokens`` bounds an active batch (documents x longest source) and
+    ``stats`` receives the work counters; an implementation may ignore both.
+    ``Summarizer.with_search`` puts one in place of the model's beam search: the benchmarks
+    time the host work around a stand-in (``s2s_model.stand_in``) and tests use it too.
+    """
+
+    def __call__(
+        self,
+        sources: Sequence[list[int]],
+        config: DecodeConfig,
+        *,
+        max_batch_tokens: int,
+        stats: SearchStats | None,
+    ) -> list[list[Hypothesis]]: ...
+
+
 @dataclass(frozen=True)
 class _Encoded:
     index: int
@@ -68,6 +89,14 @@ class Summarizer:
         self.metadata = checkpoint.metadata
         self._frequent_ids: dict[int, torch.Tensor] = {}
         self._words = word_pieces(self.tokenizer).to(device)
+        self._stand_in: DocumentSearch | None = None
+
+    def with_search(self, search: DocumentSearch) -> Summarizer:
+        """This summarizer (same model, tokenizer and settings) with ``search`` run in place of
+        the model's beam search: a seam for benchmarks and tests of the work around it."""
+        other = copy.copy(self)
+        other._stand_in = search
+        return other
 
     @classmethod
     def load(
@@ -117,7 +146,11 @@ class Summarizer:
         )
         results: list[Summary | None] = [None] * len(encoded)
         with torch.inference_mode():
-            hyps = self._search(encoded, config, budget, stats)
+            if self._stand_in is not None:
+                ids = [item.ids for item in encoded]
+                hyps = self._stand_in(ids, config, max_batch_tokens=budget, stats=stats)
+            else:
+                hyps = self._search(encoded, config, budget, stats)
         for item, item_hyps in zip(encoded, hyps, strict=True):
             results[item.index] = self._summary(item, item_hyps, config)
         return [r for r in results if r is not None]

@@ -1,0 +1,181 @@
+"""Host benchmark: the job's own work, with the search replaced by a stand-in.
+
+    python -m benchmarks.host_bench [--docs 2000 20000] [--waits 0 0.0002] [--profile]
+    python -m benchmarks.host_bench --docs 100000 1000000 --waits 0     # the scale check
+
+Each run is the local job (``pipeline.run.run``, the default runner and flags, the bundled model)
+in a fresh child process, over Debian package descriptions written as 4 plain-line shards, with
+the beam search replaced through ``Summarizer.with_search`` by ``s2s_model.stand_in.FirstPieces``:
+every summary is its document's first 8 pieces, either at once (``--waits 0``: what the job
+itself costs) or after 0.2 ms a document with the GIL released, waits taking turns as on one
+device (``--waits 0.0002``: a 5,000 docs/s device). Reading, tokenizing, the Beam steps,
+detokenizing, the quality columns and the Parquet files all run as in a real job.
+
+For each wait: docs/s of each size, the marginal docs/s between the two sizes (fixed costs
+removed: the rate a long job settles at), peak RSS of each child, and, with ``--profile``, the top
+of a cProfile of the largest run. Documents come from ``../shared/data/debian-descriptions`` where
+it exists, else the sample corpus (examples/debian), cycled. Writes benchmarks/results/host.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gzip
+import io
+import json
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.pipeline_bench import sample_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).with_name("results")
+DEBIAN = ROOT.parent / "shared" / "data" / "debian-descriptions" / "debian_descriptions.jsonl.gz"
+SHARDS = 4
+DEVICE_WAIT_S = 0.0002  # a 5,000 docs/s device
+PROFILE_LINES = 15
+
+
+def corpus() -> tuple[str, list[str]]:
+    """(where the texts come from, the texts): one line each, blank ones left out."""
+    if DEBIAN.exists():
+        with gzip.open(DEBIAN, "rt", encoding="utf-8") as handle:
+            texts = [json.loads(line)["description"] for line in handle]
+        return "debian-descriptions", [" ".join(t.split()) for t in texts if t.strip()]
+    return "examples/debian", sample_texts()
+
+
+def write_shards(directory: Path, texts: list[str], count: int) -> None:
+    """``count`` documents, ``texts`` cycled, as SHARDS plain-line files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for shard in range(SHARDS):
+        with open(directory / f"part-{shard:05d}.txt", "w", encoding="utf-8") as handle:
+            for i in range(shard, count, SHARDS):
+                handle.write(texts[i % len(texts)] + "\n")
+
+
+def child(inputs: str, output: str, wait: float, profile: str | None) -> None:
+    """One job with the stand-in; prints its figures as JSON on the last line."""
+    from pipeline.run import run
+    from s2s_model.stand_in import FirstPieces
+
+    argv = [f"{inputs}/*.txt", "--output", output, "--overwrite"]
+    search = FirstPieces(seconds_per_document=wait)
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    report = run(argv_with_inputs(argv), search=search)
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - start
+    figures: dict[str, Any] = {
+        "seconds": seconds,
+        "read": report.read,
+        "summarized": report.summarized,
+        "dead_lettered": report.dead_lettered,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if profiler and profile:
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(PROFILE_LINES)
+        Path(profile).write_text(stream.getvalue())
+    print(json.dumps(figures))
+
+
+def argv_with_inputs(argv: list[str]) -> list[str]:
+    from pipeline.options import inputs_as_flags
+
+    return inputs_as_flags(argv)
+
+
+def run_child(inputs: Path, output: Path, wait: float, profile: Path | None) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.host_bench", "--child", str(inputs),
+               str(output), str(wait)]  # fmt: skip
+    if profile:
+        command += ["--profile-to", str(profile)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def measure(work: Path, texts: list[str], sizes: list[int], wait: float, rounds: int,
+            profile: bool) -> dict[str, Any]:  # fmt: skip
+    """Best of ``rounds`` per size (sizes interleaved), the marginal rate, RSS, a profile."""
+    best: dict[int, dict[str, Any]] = {}
+    for _ in range(rounds):
+        for size in sizes:
+            figures = run_child(work / f"in{size}", work / "out", wait, None)
+            expected = size
+            if figures["summarized"] + figures["dead_lettered"] != figures["read"] or (
+                figures["read"] != expected
+            ):
+                raise SystemExit(f"counts do not add up for {size} documents: {figures}")
+            if size not in best or figures["seconds"] < best[size]["seconds"]:
+                best[size] = figures
+    small, large = sizes[0], sizes[-1]
+    marginal = (large - small) / (best[large]["seconds"] - best[small]["seconds"])
+    result: dict[str, Any] = {
+        "wait_s_per_document": wait,
+        "runs": {
+            str(size): {
+                "seconds": round(f["seconds"], 3),
+                "docs_per_s": round(size / f["seconds"], 1),
+                "peak_rss_mib": round(f["peak_rss_mib"], 1),
+                "summarized": f["summarized"],
+                "dead_lettered": f["dead_lettered"],
+            }
+            for size, f in best.items()
+        },
+        "marginal_docs_per_s": round(marginal, 1),
+    }
+    if wait:
+        result["device_docs_per_s"] = round(1 / wait, 1)
+    if profile:
+        path = work / "profile.txt"
+        run_child(work / f"in{large}", work / "out", wait, path)
+        result["profile"] = path.read_text().splitlines()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, nargs=2, default=[2000, 20_000])
+    parser.add_argument("--waits", type=float, nargs="+", default=[0.0, DEVICE_WAIT_S])
+    parser.add_argument("--rounds", type=int, default=2, help="runs per size (best kept)")
+    parser.add_argument("--profile", action="store_true", help="profile the largest run")
+    parser.add_argument("--out", default=str(RESULTS / "host.json"))
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        inputs, output, wait = args.child
+        child(inputs, output, float(wait), args.profile_to)
+        return
+    source, texts = corpus()
+    sizes = sorted(args.docs)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for size in sizes:
+            write_shards(work / f"in{size}", texts, size)
+        results = [
+            measure(work, texts, sizes, wait, args.rounds, args.profile) for wait in args.waits
+        ]
+    report = {"corpus": source, "sizes": sizes, "rounds": args.rounds, "results": results}
+    Path(args.out).parent.mkdir(exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    for result in results:
+        print(json.dumps({k: v for k, v in result.items() if k != "profile"}))
+        for line in result.get("profile", [])[:40]:
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
