@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import shutil
 import tempfile
@@ -62,6 +63,7 @@ from s2s_model import (
     DecodeConfig,
     RuntimeSettings,
     SearchStats,
+    Source,
     Summarizer,
     Summary,
 )
@@ -176,9 +178,10 @@ def _resolved(settings: RuntimeSettings) -> RuntimeSettings:
     return dataclasses.replace(settings, device=resolve_device(settings.device))
 
 
-def _count_tokens(doc: Document, model: Summarizer) -> int | InferenceFailure:
+def _read(doc: Document, model: Summarizer) -> Source | InferenceFailure:
+    """The document as the model reads it, tokenized once for counting and summarizing."""
     try:
-        return model.count_tokens(doc.text)
+        return model.read(doc.text)
     except Exception as err:  # a tokenizer failure is this document's, not the bundle's
         logger.warning("cannot tokenize %s: %r", doc.doc_id, err)
         return InferenceFailure(dl.INFERENCE_ERROR, f"tokenizer: {type(err).__name__}: {err}")
@@ -205,7 +208,7 @@ def is_device_fault(err: BaseException, model: Summarizer) -> bool:
 
 
 def _attempt(
-    docs: list[Document],
+    sources: list[Source],
     model: Summarizer,
     decode: DecodeConfig | None,
     stats: SearchStats,
@@ -213,8 +216,7 @@ def _attempt(
 ) -> list[Summary | InferenceFailure] | _Failed:
     """One call to the model: its summaries, or what went wrong (as text)."""
     try:
-        texts = [doc.text for doc in docs]
-        return list(model.summarize(texts, decode, max_batch_tokens=budget, stats=stats))
+        return list(model.summarize_sources(sources, decode, max_batch_tokens=budget, stats=stats))
     except Exception as err:  # the model's failure becomes data, never a failed bundle...
         if is_device_fault(err, model):
             raise  # ...except a broken GPU context, which no retry here can mend
@@ -260,6 +262,10 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         how = "took the launcher's" if summarizer else "loaded"
         if summarizer is None:
             summarizer = load_summarizer(self._model_path, self._settings)
+        # What this process holds now (torch, Beam, the model) lives as long as the worker:
+        # frozen, the cyclic collector no longer walks it each time it collects the objects
+        # of the documents (measured: benchmarks/host_bench.py, RESULTS.md "Host work").
+        gc.freeze()
         logger.info(
             "%s model %s (%s) on %s with %s torch thread(s)",
             how,
@@ -283,27 +289,29 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
             else:
                 docs.append(record)
         readable: list[Document] = []
-        lengths: list[int] = []
+        sources: list[Source] = []
         for doc in docs:
-            length = _count_tokens(doc, model)
-            if isinstance(length, InferenceFailure):
-                yield PredictionResult(doc, length, model.fingerprint)
-            elif not length:
+            source = _read(doc, model)
+            if isinstance(source, InferenceFailure):
+                yield PredictionResult(doc, source, model.fingerprint)
+            elif not source.ids:
                 yield PredictionResult(doc, NO_TOKENS, model.fingerprint)
             else:
                 readable.append(doc)
-                lengths.append(length)
+                sources.append(source)
         if readable:
-            outcomes = self._timed_summarize(readable, lengths, model)
+            outcomes = self._timed_summarize(readable, sources, model)
             for doc, outcome in zip(readable, outcomes, strict=True):
                 yield PredictionResult(doc, outcome, model.fingerprint)
 
     def _timed_summarize(
-        self, docs: list[Document], lengths: list[int], model: Summarizer
+        self, docs: list[Document], sources: list[Source], model: Summarizer
     ) -> list[Summary | InferenceFailure]:
         start = time.perf_counter()
         stats = SearchStats()
-        outcomes = self._summarize(docs, model, stats, budget=self._settings.max_batch_tokens)
+        outcomes = self._summarize(
+            docs, sources, model, stats, budget=self._settings.max_batch_tokens
+        )
         latency_ms = int((time.perf_counter() - start) * 1000)
         Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms").update(latency_ms)
         Metrics.distribution(METRICS_NAMESPACE, "batch_documents").update(len(docs))
@@ -311,7 +319,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
             Metrics.distribution(METRICS_NAMESPACE, "padding_efficiency_pct").update(
                 round(100 * stats.padding_efficiency)
             )
-        Metrics.counter(METRICS_NAMESPACE, "tokens_in").inc(sum(lengths))
+        Metrics.counter(METRICS_NAMESPACE, "tokens_in").inc(sum(len(s.ids) for s in sources))
         # The decoder's attention is where padding costs (the encoder packs its sequences).
         Metrics.counter(METRICS_NAMESPACE, "source_tokens_attended").inc(stats.source_tokens)
         Metrics.counter(METRICS_NAMESPACE, "padded_source_tokens_attended").inc(
@@ -322,13 +330,14 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
     def _summarize(
         self,
         docs: list[Document],
+        sources: list[Source],
         model: Summarizer,
         stats: SearchStats,
         *,
         budget: int,
         attempt: int = 1,
     ) -> list[Summary | InferenceFailure]:
-        outcome = _attempt(docs, model, self._decode, stats, budget)
+        outcome = _attempt(sources, model, self._decode, stats, budget)
         if not isinstance(outcome, _Failed):
             return outcome
         # Retried here, after the except block: the failed attempt's frames and tensors are
@@ -340,11 +349,12 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         if len(docs) > 1:
             Metrics.counter(METRICS_NAMESPACE, "batch_splits").inc()
             half = len(docs) // 2
-            first = self._summarize(docs[:half], model, stats, budget=budget)
-            return first + self._summarize(docs[half:], model, stats, budget=budget)
+            first = self._summarize(docs[:half], sources[:half], model, stats, budget=budget)
+            rest = self._summarize(docs[half:], sources[half:], model, stats, budget=budget)
+            return first + rest
         if attempt < SINGLE_DOCUMENT_ATTEMPTS:
             Metrics.counter(METRICS_NAMESPACE, "document_retries").inc()
-            return self._summarize(docs, model, stats, budget=budget, attempt=attempt + 1)
+            return self._summarize(docs, sources, model, stats, budget=budget, attempt=attempt + 1)
         logger.warning("inference failed on %s: %s", docs[0].doc_id, outcome.detail)
         reason = dl.OUT_OF_MEMORY if outcome.out_of_memory else dl.INFERENCE_ERROR
         return [InferenceFailure(reason, outcome.detail)]

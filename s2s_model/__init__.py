@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from s2s_model.model import Seq2Seq, TeacherForced
     from s2s_model.search import Hypothesis, SearchStats, beam_search, greedy_search
     from s2s_model.state import DecoderState, Memory
-    from s2s_model.summarizer import Summarizer, Summary
+    from s2s_model.summarizer import Source, Summarizer, Summary
     from s2s_model.tokenizer import (
         BOS_ID,
         EOS_ID,
@@ -50,6 +50,7 @@ _EXPORTS = {
     "greedy_search": "s2s_model.search",
     "DecoderState": "s2s_model.state",
     "Memory": "s2s_model.state",
+    "Source": "s2s_model.summarizer",
     "Summarizer": "s2s_model.summarizer",
     "Summary": "s2s_model.summarizer",
     "BOS_ID": "s2s_model.tokenizer",
@@ -80,6 +81,7 @@ __all__ = [
     "S2SError",
     "SearchStats",
     "Seq2Seq",
+    "Source",
     "Summarizer",
     "Summary",
     "TeacherForced",

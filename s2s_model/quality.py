@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import methodcaller
 
 FLAGS = ("novel_word", "repeat", "truncated_source", "forced_end")
 
@@ -30,34 +31,57 @@ FUNCTION_WORDS = frozenset(
     )
 )
 _EDGE_PUNCTUATION = "\"'`()[]{}<>,.;:!?*"
+_strip_edges = methodcaller("strip", _EDGE_PUNCTUATION)
+
+
+def _is_word(candidate: str) -> bool:
+    # isalnum() on the whole word settles the common case at C speed.
+    return candidate.isalnum() or any(ch.isalnum() for ch in candidate)
 
 
 def words(text: str) -> list[str]:
     """Lower-cased whitespace words with edge punctuation stripped; pure punctuation dropped."""
-    out = []
-    for raw in text.split():
-        word = raw.strip(_EDGE_PUNCTUATION).lower()
-        if any(ch.isalnum() for ch in word):
-            out.append(word)
-    return out
+    return [word for word in map(_strip_edges, text.lower().split()) if _is_word(word)]
+
+
+def word_set(text: str) -> set[str]:
+    """Every word of ``text`` (see :func:`words`), and maybe strings that are no word (pure
+    punctuation, ""): what a membership test of words needs, built in one C-speed pass.
+
+    Lower-casing before splitting and stripping gives the words :func:`words` gives: no
+    lower-case mapping makes or removes whitespace or edge punctuation."""
+    return set(map(_strip_edges, text.lower().split()))
 
 
 def novel_words(summary: str, source: str) -> list[str]:
     """The summary's words that its source does not hold, in order (duplicates kept)."""
-    seen = set(words(source))
-    return [word for word in words(summary) if word not in seen]
+    return _novel(words(summary), word_set(source))
+
+
+def _novel(summary_words: list[str], seen: set[str]) -> list[str]:
+    return [word for word in summary_words if word not in seen]
 
 
 def novel_share(summary: str, source: str) -> float:
     """Share of the summary's words absent from the source (0.0 for an empty summary)."""
-    total = len(words(summary))
-    return len(novel_words(summary, source)) / total if total else 0.0
+    return _share(words(summary), word_set(source))
+
+
+def _share(summary_words: list[str], seen: set[str]) -> float:
+    total = len(summary_words)
+    return len(_novel(summary_words, seen)) / total if total else 0.0
 
 
 def repeated_words(summary: str) -> list[str]:
     """Content words occurring more than once in ``summary``, each named once, in order."""
-    counts = Counter(w for w in words(summary) if w not in FUNCTION_WORDS and not w.isdigit())
-    return [word for word, count in counts.items() if count > 1]
+    return _repeated(words(summary))
+
+
+def _repeated(summary_words: list[str]) -> list[str]:
+    content = [w for w in summary_words if w not in FUNCTION_WORDS and not w.isdigit()]
+    if len(set(content)) == len(content):  # most summaries: no Counter needed
+        return []
+    return [word for word, count in Counter(content).items() if count > 1]
 
 
 def vocabulary(texts: Iterable[str]) -> set[str]:
@@ -99,8 +123,9 @@ def assess(
     the start of the source, ``forced_end`` when decoding hit the maximum length instead of
     choosing to end.
     """
-    share = novel_share(summary, source)
-    repeats = len(repeated_words(summary))
+    summary_words = words(summary)
+    share = _share(summary_words, word_set(source))
+    repeats = len(_repeated(summary_words))
     flags = [
         name
         for name, on in zip(

@@ -66,6 +66,18 @@ class DocumentSearch(Protocol):
 
 
 @dataclass(frozen=True)
+class Source:
+    """A text as the model reads it: ``ids`` cut at ``max_src_tokens`` (``truncated`` if cut).
+
+    ``Summarizer.read`` makes one; a caller that needs the token count first (to batch, or to
+    set aside texts with no readable token) reads once and passes the ``Source`` on."""
+
+    text: str
+    ids: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class _Encoded:
     index: int
     ids: list[int]
@@ -119,9 +131,15 @@ class Summarizer:
         checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path, device=device)
         return cls(checkpoint, dataclasses.replace(settings, device=device))
 
+    def read(self, text: str) -> Source:
+        """``text`` as the model reads it (no ids: nothing it can read)."""
+        ids = self.tokenizer.encode(text) if isinstance(text, str) else []
+        limit = self.settings.max_src_tokens
+        return Source(text, ids[:limit], len(ids) > limit)
+
     def count_tokens(self, text: str) -> int:
         """Source tokens the model will read for ``text`` (after truncation)."""
-        return min(len(self.tokenizer.encode(text)), self.settings.max_src_tokens)
+        return len(self.read(text).ids)
 
     def summarize(
         self,
@@ -137,12 +155,27 @@ class Summarizer:
         memory retries with a smaller one); the results do not depend on it. ``stats`` receives
         the search's work counters (padding efficiency).
         """
+        sources = [self.read(text) for text in texts]
+        return self.summarize_sources(
+            sources, decode, max_batch_tokens=max_batch_tokens, stats=stats
+        )
+
+    def summarize_sources(
+        self,
+        sources: Sequence[Source],
+        decode: DecodeConfig | None = None,
+        *,
+        max_batch_tokens: int | None = None,
+        stats: SearchStats | None = None,
+    ) -> list[Summary]:
+        """``summarize`` for texts already read (``read``), so that none is tokenized twice."""
         config = decode or self.decode
         budget = self.settings.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if budget < 1:
             raise ValueError(f"max_batch_tokens={budget} must be at least 1")
         encoded = sorted(
-            (self._encode(i, text) for i, text in enumerate(texts)), key=lambda e: -len(e.ids)
+            (self._encode(i, source) for i, source in enumerate(sources)),
+            key=lambda e: -len(e.ids),
         )
         results: list[Summary | None] = [None] * len(encoded)
         with torch.inference_mode():
@@ -155,12 +188,10 @@ class Summarizer:
             results[item.index] = self._summary(item, item_hyps, config)
         return [r for r in results if r is not None]
 
-    def _encode(self, index: int, text: str) -> _Encoded:
-        ids = self.tokenizer.encode(text) if isinstance(text, str) else []
-        if not ids:
+    def _encode(self, index: int, source: Source) -> _Encoded:
+        if not source.ids:
             raise ValueError(f"text {index} is blank or not a string: nothing to summarize")
-        truncated = len(ids) > self.settings.max_src_tokens
-        return _Encoded(index, ids[: self.settings.max_src_tokens], truncated)
+        return _Encoded(index, source.ids, source.truncated)
 
     def _search(
         self,
@@ -268,11 +299,12 @@ class Summarizer:
 
     def _summary(self, item: _Encoded, hyps: list[Hypothesis], config: DecodeConfig) -> Summary:
         best = hyps[0]
+        n_best = [(self.tokenizer.decode(h.tokens), h.score) for h in hyps]
         return Summary(
-            text=self.tokenizer.decode(best.tokens),
+            text=n_best[0][0],
             score=best.score,
             tokens=list(best.tokens),
-            n_best=[(self.tokenizer.decode(h.tokens), h.score) for h in hyps],
+            n_best=n_best,
             src_tokens=len(item.ids),
             truncated=item.truncated,
             forced_end=len(best.tokens) >= config.max_len_for(len(item.ids)),

@@ -20,7 +20,7 @@ from apache_beam.ml.inference.base import PredictionResult
 
 from pipeline.model_handler import Seq2SeqModelHandler
 from pipeline.sources import Record
-from s2s_model import DecodeConfig, Summarizer, Summary
+from s2s_model import DecodeConfig, Source, Summarizer, Summary
 
 FAULTS_DIR_ENV = "S2S_FAULTS_DIR"
 KILL_AT_ENV = "S2S_KILL_AT"  # which inference call (counted over all processes) dies
@@ -101,22 +101,23 @@ class RaiseInBundle(Seq2SeqModelHandler):
 
 
 class WrappedModel(Seq2SeqModelHandler):
-    """The real model, with ``summarize`` wrapped by ``fault`` (texts -> raise or not)."""
+    """The real model, with ``summarize_sources`` (what the handler calls) wrapped by ``fault``
+    (the texts of the call -> raise or not)."""
 
     def fault(self, texts: Sequence[str]) -> None:
         raise NotImplementedError
 
     def load_model(self) -> Summarizer:
         model = super().load_model()
-        summarize = model.summarize
+        summarize_sources = model.summarize_sources
 
         def wrapped(
-            texts: Sequence[str], decode: DecodeConfig | None = None, **options: Any
+            sources: Sequence[Source], decode: DecodeConfig | None = None, **options: Any
         ) -> list[Summary]:
-            self.fault(texts)
-            return summarize(texts, decode, **options)
+            self.fault([source.text for source in sources])
+            return summarize_sources(sources, decode, **options)
 
-        model.summarize = wrapped  # type: ignore[method-assign]
+        model.summarize_sources = wrapped  # type: ignore[method-assign]
         return model
 
 

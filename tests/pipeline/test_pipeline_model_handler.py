@@ -28,7 +28,7 @@ from pipeline.transforms import (
     SummarizeDocuments,
     summary_row,
 )
-from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Summarizer, Summary
+from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Source, Summarizer, Summary
 from s2s_model.config import Precision, Quantize
 from tests.conftest import make_texts
 from tests.fault_injection import WrappedModel
@@ -49,6 +49,14 @@ class FakeSummarizer:
 
     def count_tokens(self, text: str) -> int:
         return len(re.findall(r"\w+", text))
+
+    def read(self, text: str) -> Source:
+        return Source(text, [5] * self.count_tokens(text), False)
+
+    def summarize_sources(
+        self, sources: Sequence[Source], decode: DecodeConfig | None = None, **options: Any
+    ) -> list[Summary]:
+        return self.summarize([s.text for s in sources], decode, **options)
 
     def summarize(
         self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: object

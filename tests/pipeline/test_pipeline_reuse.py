@@ -20,7 +20,7 @@ from pipeline.reuse import AnswerSettings, RowKeys
 from pipeline.run import PreflightError, RunReport, run
 from pipeline.sources import Document
 from s2s_cli.main import main
-from s2s_model import DecodeConfig, Summarizer
+from s2s_model import DecodeConfig, Source, Summarizer
 from tests.conftest import make_texts
 from tests.pipeline_fixtures import summarize_args, write_lines
 
@@ -47,20 +47,24 @@ def texts() -> Texts:
 
 
 class Spy:
-    """Replaces Summarizer.summarize (the local runner runs in this process): records every text
-    the model is asked to summarize, and fails on ``poisoned`` ones."""
+    """Replaces Summarizer.summarize_sources (what the model handler calls; the local runner runs
+    in this process): records every text the model is asked to summarize, and fails on
+    ``poisoned`` ones."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, poisoned: Sequence[str] = ()) -> None:
         self.seen: list[str] = []
-        original = Summarizer.summarize
+        original = Summarizer.summarize_sources
 
-        def summarize(model: Summarizer, texts: Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        def summarize_sources(
+            model: Summarizer, sources: Sequence[Source], *args: Any, **kwargs: Any
+        ) -> Any:
+            texts = [source.text for source in sources]
             self.seen += texts
             if set(texts) & set(poisoned):
                 raise RuntimeError("poisoned")
-            return original(model, texts, *args, **kwargs)
+            return original(model, sources, *args, **kwargs)
 
-        monkeypatch.setattr(Summarizer, "summarize", summarize)
+        monkeypatch.setattr(Summarizer, "summarize_sources", summarize_sources)
 
 
 def _shards(root: Path, name: str, texts: list[str], count: int) -> list[str]:

@@ -23,7 +23,7 @@ from pipeline import run as run_module
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler, is_out_of_memory
 from pipeline.run import RunFailed, run
 from pipeline.sources import Document
-from s2s_model import DecodeConfig, Summarizer, Summary
+from s2s_model import DecodeConfig, Source, Summarizer, Summary
 from tests import fault_injection
 from tests.conftest import make_texts
 from tests.fault_injection import (
@@ -148,6 +148,14 @@ class _SizedOom:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def read(self, text: str) -> Source:
+        return Source(text, [5] * self.count_tokens(text), False)
+
+    def summarize_sources(
+        self, sources: Sequence[Source], decode: DecodeConfig | None = None, **options: object
+    ) -> list[Summary]:
+        return self.summarize([s.text for s in sources], decode, **options)
 
     def summarize(
         self, texts: Sequence[str], decode: DecodeConfig | None = None, **options: object

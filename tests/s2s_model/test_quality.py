@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s2s_model.quality import (
     FLAGS,
+    FUNCTION_WORDS,
     assess,
     novel_share,
     novel_words,
@@ -13,6 +18,7 @@ from s2s_model.quality import (
     repeated_words,
     unknown_words,
     vocabulary,
+    word_set,
     words,
 )
 
@@ -74,3 +80,31 @@ def test_rates_are_percentages_of_summaries() -> None:
     assert "unknown_word" not in rates(summaries, sources)
     with pytest.raises(ValueError, match="summaries but"):
         rates(summaries, sources[:2])
+
+
+def _reference_words(text: str) -> list[str]:
+    """The definition the fast ``words`` and ``word_set`` must keep (per word, in Python)."""
+    out = []
+    for raw in text.split():
+        word = raw.strip("\"'`()[]{}<>,.;:!?*").lower()
+        if any(ch.isalnum() for ch in word):
+            out.append(word)
+    return out
+
+
+_SPECIAL = [*"aZ9_-.,;:!?*\"'()[]{}<> \t\n\u00a0\u2003", "\u0130", "\u00df", "\u01c4", "\u212a"]
+_TEXT = st.text(alphabet=st.sampled_from(_SPECIAL) | st.characters(), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(summary=_TEXT, source=_TEXT)
+def test_fast_words_and_signals_match_the_per_word_definition(summary: str, source: str) -> None:
+    assert words(summary) == _reference_words(summary)
+    assert set(_reference_words(source)) <= word_set(source)
+    seen = set(_reference_words(source))
+    expected_novel = [w for w in _reference_words(summary) if w not in seen]
+    assert novel_words(summary, source) == expected_novel
+    counts = Counter(
+        w for w in _reference_words(summary) if w not in FUNCTION_WORDS and not w.isdigit()
+    )
+    assert repeated_words(summary) == [w for w, n in counts.items() if n > 1]

@@ -86,7 +86,8 @@ def test_refill_gives_the_same_summaries(tiny_checkpoint: Path) -> None:
 def test_batches_respect_the_token_budget(summarizer: Summarizer) -> None:
     texts = make_texts(40, seed=6)
     encoded = sorted(
-        (summarizer._encode(i, t) for i, t in enumerate(texts)), key=lambda e: -len(e.ids)
+        (summarizer._encode(i, summarizer.read(t)) for i, t in enumerate(texts)),
+        key=lambda e: -len(e.ids),
     )
     batches = summarizer._batches(encoded, summarizer.settings.max_batch_tokens)
     assert sorted(e.index for b in batches for e in b) == list(range(40))
