@@ -1,19 +1,24 @@
 """Host benchmark: the job's own work, with the search replaced by a stand-in.
 
-    python -m benchmarks.host_bench [--docs 2000 20000] [--waits 0 0.0002] [--profile]
-    python -m benchmarks.host_bench --docs 100000 1000000 --waits 0     # the scale check
+    python -m benchmarks.host_bench [--docs 2000 20000] [--variants ...] [--profile]
+    python -m benchmarks.host_bench --docs 100000 1000000 --variants instant   # the scale check
 
 Each run is the local job (``pipeline.run.run``, the default runner and flags, the bundled model)
 in a fresh child process, over Debian package descriptions written as 4 plain-line shards, with
 the beam search replaced through ``Summarizer.with_search`` by ``s2s_model.stand_in.FirstPieces``:
-every summary is its document's first 8 pieces, either at once (``--waits 0``: what the job
-itself costs) or after 0.2 ms a document with the GIL released, waits taking turns as on one
-device (``--waits 0.0002``: a 5,000 docs/s device). Reading, tokenizing, the Beam steps,
-detokenizing, the quality columns and the Parquet files all run as in a real job.
+every summary is its document's first 8 pieces. Reading, tokenizing, the Beam steps,
+detokenizing, the quality columns and the Parquet files all run as in a real job. Variants:
 
-For each wait: docs/s of each size, the marginal docs/s between the two sizes (fixed costs
-removed: the rate a long job settles at), peak RSS of each child, and, with ``--profile``, the top
-of a cProfile of the largest run. Documents come from ``../shared/data/debian-descriptions`` where
+- ``instant``: the stand-in answers at once; the job's default flags (one worker): what the
+  job's own work costs.
+- ``device``: the stand-in waits 0.2 ms a document with the GIL released, waits taking turns as
+  searches on one device do (a 5,000 docs/s device); the job's default flags.
+- ``device-overlap``: the same device with what a local GPU run gets by default (two bundle
+  threads sharing the model, 4,096-document windows): host work overlaps the search.
+
+For each: docs/s of each size, the marginal docs/s between the two sizes (fixed costs removed:
+the rate a long job settles at), peak RSS of each child, and, with ``--profile``, the top of a
+cProfile of the largest run. Documents come from ``../shared/data/debian-descriptions`` where
 it exists, else the sample corpus (examples/debian), cycled. Writes benchmarks/results/host.json.
 """
 
@@ -41,6 +46,14 @@ DEBIAN = ROOT.parent / "shared" / "data" / "debian-descriptions" / "debian_descr
 SHARDS = 4
 DEVICE_WAIT_S = 0.0002  # a 5,000 docs/s device
 PROFILE_LINES = 15
+# The flags of a local GPU run's defaults that matter without a GPU (pipeline/options.py).
+GPU_LOCAL = ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading",
+             "--batch_window", "4096"]  # fmt: skip
+VARIANTS: dict[str, tuple[float, list[str]]] = {
+    "instant": (0.0, []),
+    "device": (DEVICE_WAIT_S, []),
+    "device-overlap": (DEVICE_WAIT_S, GPU_LOCAL),
+}
 
 
 def corpus() -> tuple[str, list[str]]:
@@ -61,12 +74,13 @@ def write_shards(directory: Path, texts: list[str], count: int) -> None:
                 handle.write(texts[i % len(texts)] + "\n")
 
 
-def child(inputs: str, output: str, wait: float, profile: str | None) -> None:
+def child(inputs: str, output: str, variant: str, profile: str | None) -> None:
     """One job with the stand-in; prints its figures as JSON on the last line."""
     from pipeline.run import run
     from s2s_model.stand_in import FirstPieces
 
-    argv = [f"{inputs}/*.txt", "--output", output, "--overwrite"]
+    wait, flags = VARIANTS[variant]
+    argv = [f"{inputs}/*.txt", "--output", output, "--overwrite", *flags]
     search = FirstPieces(seconds_per_document=wait)
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
@@ -96,9 +110,9 @@ def argv_with_inputs(argv: list[str]) -> list[str]:
     return inputs_as_flags(argv)
 
 
-def run_child(inputs: Path, output: Path, wait: float, profile: Path | None) -> dict[str, Any]:
+def run_child(inputs: Path, output: Path, variant: str, profile: Path | None) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.host_bench", "--child", str(inputs),
-               str(output), str(wait)]  # fmt: skip
+               str(output), variant]  # fmt: skip
     if profile:
         command += ["--profile-to", str(profile)]
     done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -106,13 +120,14 @@ def run_child(inputs: Path, output: Path, wait: float, profile: Path | None) -> 
     return figures
 
 
-def measure(work: Path, texts: list[str], sizes: list[int], wait: float, rounds: int,
+def measure(work: Path, sizes: list[int], variant: str, rounds: int,
             profile: bool) -> dict[str, Any]:  # fmt: skip
     """Best of ``rounds`` per size (sizes interleaved), the marginal rate, RSS, a profile."""
+    wait, flags = VARIANTS[variant]
     best: dict[int, dict[str, Any]] = {}
     for _ in range(rounds):
         for size in sizes:
-            figures = run_child(work / f"in{size}", work / "out", wait, None)
+            figures = run_child(work / f"in{size}", work / "out", variant, None)
             expected = size
             if figures["summarized"] + figures["dead_lettered"] != figures["read"] or (
                 figures["read"] != expected
@@ -123,6 +138,8 @@ def measure(work: Path, texts: list[str], sizes: list[int], wait: float, rounds:
     small, large = sizes[0], sizes[-1]
     marginal = (large - small) / (best[large]["seconds"] - best[small]["seconds"])
     result: dict[str, Any] = {
+        "variant": variant,
+        "flags": flags,
         "wait_s_per_document": wait,
         "runs": {
             str(size): {
@@ -140,7 +157,7 @@ def measure(work: Path, texts: list[str], sizes: list[int], wait: float, rounds:
         result["device_docs_per_s"] = round(1 / wait, 1)
     if profile:
         path = work / "profile.txt"
-        run_child(work / f"in{large}", work / "out", wait, path)
+        run_child(work / f"in{large}", work / "out", variant, path)
         result["profile"] = path.read_text().splitlines()
     return result
 
@@ -148,7 +165,7 @@ def measure(work: Path, texts: list[str], sizes: list[int], wait: float, rounds:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, nargs=2, default=[2000, 20_000])
-    parser.add_argument("--waits", type=float, nargs="+", default=[0.0, DEVICE_WAIT_S])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--rounds", type=int, default=2, help="runs per size (best kept)")
     parser.add_argument("--profile", action="store_true", help="profile the largest run")
     parser.add_argument("--out", default=str(RESULTS / "host.json"))
@@ -156,8 +173,8 @@ def main() -> None:
     parser.add_argument("--profile-to", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        inputs, output, wait = args.child
-        child(inputs, output, float(wait), args.profile_to)
+        inputs, output, variant = args.child
+        child(inputs, output, variant, args.profile_to)
         return
     source, texts = corpus()
     sizes = sorted(args.docs)
@@ -166,7 +183,7 @@ def main() -> None:
         for size in sizes:
             write_shards(work / f"in{size}", texts, size)
         results = [
-            measure(work, texts, sizes, wait, args.rounds, args.profile) for wait in args.waits
+            measure(work, sizes, variant, args.rounds, args.profile) for variant in args.variants
         ]
     report = {"corpus": source, "sizes": sizes, "rounds": args.rounds, "results": results}
     Path(args.out).parent.mkdir(exist_ok=True)

@@ -40,6 +40,9 @@ IF_REUSE_UNUSABLE = ("fail", "skip")
 DEFAULT_MAX_DOC_CHARS = 100_000
 DEFAULT_BATCH_WINDOW = 512
 GPU_BATCH_WINDOW = 4096
+# A local run on a GPU works two windows at once (threads of one worker process, one model):
+# while one is searched on the GPU, the other is read, tokenized and written.
+GPU_LOCAL_BUNDLE_THREADS = 2
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
@@ -318,6 +321,21 @@ class SummarizeOptions(PipelineOptions):
         from s2s_model.device import resolve_device
 
         return resolve_device("auto").startswith("cuda")
+
+    def overlap_on_gpu(self) -> bool:
+        """On a local runner whose workers use a GPU, with Beam's worker settings at their
+        defaults (one worker, ``in_memory``): run ``GPU_LOCAL_BUNDLE_THREADS`` bundle threads
+        sharing one model (``multi_threading``), so that host work overlaps the search. Any
+        ``--direct_running_mode`` given keeps its worker count. Returns whether it did."""
+        direct = self.view_as(DirectOptions)
+        defaults = direct.direct_num_workers == 1 and direct.direct_running_mode == "in_memory"
+        if not self.is_local_runner() or not defaults:
+            return False
+        if not self.workers_use_gpu():
+            return False
+        direct.direct_num_workers = GPU_LOCAL_BUNDLE_THREADS
+        direct.direct_running_mode = "multi_threading"
+        return True
 
     def runner_name(self) -> str:
         """The runner's name (Beam's local default, FnApiRunner, before one is set)."""

@@ -7,12 +7,13 @@ run that passes preflight is described by a ``RunPlan``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from pipeline.model_handler import load_summarizer
 from pipeline.options import DEFAULT_RUNNER, OptionsError, SummarizeOptions, parse_options
@@ -22,6 +23,8 @@ from pipeline.sinks import success_path
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from s2s_model.device import DeviceError, resolve_device
 from s2s_model.errors import S2SError, one_line
+
+logger = logging.getLogger(__name__)
 
 
 class PreflightError(S2SError):
@@ -155,6 +158,11 @@ def preflight(options: SummarizeOptions) -> RunPlan:
     shards = _count_shards(patterns)
     model = _load_model(options, settings)
     decode = _resolve_decode(model, options)
+    if options.overlap_on_gpu():
+        logger.info(
+            "a local GPU run: %d bundle threads share the model (searches take turns)",
+            options.view_as(DirectOptions).direct_num_workers,
+        )
     return RunPlan(
         patterns=patterns,
         shards=shards,

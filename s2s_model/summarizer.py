@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -102,6 +103,13 @@ class Summarizer:
         self._frequent_ids: dict[int, torch.Tensor] = {}
         self._words = word_pieces(self.tokenizer).to(device)
         self._stand_in: DocumentSearch | None = None
+        # Threads that share this summarizer on an accelerator search in turn (one search keeps
+        # a GPU busy; two at once measured slower), while the others tokenize and write: the
+        # host work of one window overlaps the search of another. On the CPU each search
+        # needs its own cores, and they run at once.
+        self._turns: AbstractContextManager[object] = (
+            threading.Lock() if device != "cpu" else nullcontext()
+        )
 
     def with_search(self, search: DocumentSearch) -> Summarizer:
         """This summarizer (same model, tokenizer and settings) with ``search`` run in place of
@@ -178,7 +186,7 @@ class Summarizer:
             key=lambda e: -len(e.ids),
         )
         results: list[Summary | None] = [None] * len(encoded)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._turns:
             if self._stand_in is not None:
                 ids = [item.ids for item in encoded]
                 hyps = self._stand_in(ids, config, max_batch_tokens=budget, stats=stats)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from apache_beam.options.pipeline_options import DirectOptions
 
 from pipeline.options import (
     GPU_BATCH_WINDOW,
+    GPU_LOCAL_BUNDLE_THREADS,
     OptionsError,
     SummarizeOptions,
     format_flags_help,
@@ -125,3 +127,26 @@ def test_a_gpu_worker_gets_large_batches_and_one_search_by_default(
     assert chosen("--device", "auto", "--runner", "DataflowRunner") == (6000, 512, 1)
     flags = ("--max_batch_tokens", "999", "--batch_window", "7", "--search_threads", "2")
     assert chosen("--device", "cuda", *flags) == (999, 7, 2)
+
+
+@pytest.mark.parametrize("gpu_seen", [True, False])
+def test_a_local_gpu_run_works_two_windows_at_once_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, gpu_seen: bool
+) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu_seen)
+
+    def workers(*flags: str) -> tuple[bool, int, str]:
+        options = parse_options(["--input", "x", "--output", "y", *flags])
+        changed = options.overlap_on_gpu()
+        direct = options.view_as(DirectOptions)
+        return changed, direct.direct_num_workers, direct.direct_running_mode
+
+    overlapped = (True, GPU_LOCAL_BUNDLE_THREADS, "multi_threading")
+    assert workers() == (overlapped if gpu_seen else (False, 1, "in_memory"))
+    assert workers("--device", "cuda") == overlapped
+    assert workers("--device", "cpu") == (False, 1, "in_memory")
+    assert workers("--device", "cuda", "--runner", "DataflowRunner") == (False, 1, "in_memory")
+    mode = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "3")
+    assert workers("--device", "cuda", *mode) == (False, 3, "multi_processing")
+    one = ("--direct_running_mode", "multi_threading")
+    assert workers("--device", "cuda", *one) == (False, 1, "multi_threading")
