@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.decode import machine
 from benchmarks.pipeline_bench import sample_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +96,8 @@ def child(inputs: str, output: str, variant: str, profile: str | None) -> None:
         "read": report.read,
         "summarized": report.summarized,
         "dead_lettered": report.dead_lettered,
+        "rows_written": rows_in(Path(output) / "summaries"),
+        "dead_letter_rows_written": rows_in(Path(output) / "dead_letter"),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if profiler and profile:
@@ -102,6 +105,13 @@ def child(inputs: str, output: str, variant: str, profile: str | None) -> None:
         pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(PROFILE_LINES)
         Path(profile).write_text(stream.getvalue())
     print(json.dumps(figures))
+
+
+def rows_in(folder: Path) -> int:
+    """Rows in the Parquet files of one output folder, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in folder.glob("*.parquet"))
 
 
 def argv_with_inputs(argv: list[str]) -> list[str]:
@@ -128,9 +138,11 @@ def measure(work: Path, sizes: list[int], variant: str, rounds: int,
     for _ in range(rounds):
         for size in sizes:
             figures = run_child(work / f"in{size}", work / "out", variant, None)
-            expected = size
-            if figures["summarized"] + figures["dead_lettered"] != figures["read"] or (
-                figures["read"] != expected
+            written = figures["rows_written"], figures["dead_letter_rows_written"]
+            counted = figures["summarized"] + figures["dead_lettered"]
+            if not counted == figures["read"] == size or written != (
+                figures["summarized"],
+                figures["dead_lettered"],
             ):
                 raise SystemExit(f"counts do not add up for {size} documents: {figures}")
             if size not in best or figures["seconds"] < best[size]["seconds"]:
@@ -148,6 +160,7 @@ def measure(work: Path, sizes: list[int], variant: str, rounds: int,
                 "peak_rss_mib": round(f["peak_rss_mib"], 1),
                 "summarized": f["summarized"],
                 "dead_lettered": f["dead_lettered"],
+                "rows_written": f["rows_written"],
             }
             for size, f in best.items()
         },
@@ -185,7 +198,13 @@ def main() -> None:
         results = [
             measure(work, sizes, variant, args.rounds, args.profile) for variant in args.variants
         ]
-    report = {"corpus": source, "sizes": sizes, "rounds": args.rounds, "results": results}
+    report = {
+        "machine": machine(),
+        "corpus": source,
+        "sizes": sizes,
+        "rounds": args.rounds,
+        "results": results,
+    }
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     for result in results:
