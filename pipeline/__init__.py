@@ -1,5 +1,5 @@
-"""The Beam pipeline and the ``s2s`` command line around the ``s2s_model`` summarizer.
-
-This package depends on ``s2s_model``'s public API only (``from s2s_model import ...``); the model
-package never imports it. Launch with ``python -m pipeline`` on any runner, or ``s2s summarize``.
+"""The Beam job: options, readers, the model handler, transforms, Parquet sinks, the output
+commit protocol and ``--reuse``, around ``s2s_model``'s ``Summarizer`` (the model package never
+imports this one). Launch it with ``python -m pipeline`` on any runner, or with ``s2s summarize``
+(``s2s_cli``).
 """

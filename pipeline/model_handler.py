@@ -36,7 +36,6 @@ fails the bundle, for the runner to retry on a healthy worker.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
 import shutil
@@ -67,7 +66,6 @@ from s2s_model import (
     Summarizer,
     Summary,
 )
-from s2s_model.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -166,16 +164,15 @@ def preloaded(path: str | None, summarizer: Summarizer | None) -> Iterator[None]
 
 
 def take_preloaded(path: str | None, settings: RuntimeSettings) -> Summarizer | None:
-    """The summarizer offered for ``path`` if it runs with ``settings`` (once), else None."""
+    """The summarizer offered for ``path`` if it runs with ``settings`` (once), else None.
+
+    An offer runs on a resolved device ('cpu' or 'cuda'): settings that still say 'auto' (a
+    handler made outside a preflighted run) load their own."""
     with _offers_lock:
         offered = _offers.get(path)
-        if offered is None or offered.settings != _resolved(settings):
+        if offered is None or offered.settings != settings:
             return None
         return _offers.pop(path)
-
-
-def _resolved(settings: RuntimeSettings) -> RuntimeSettings:
-    return dataclasses.replace(settings, device=resolve_device(settings.device))
 
 
 def _read(doc: Document, model: Summarizer) -> Source | InferenceFailure:
@@ -241,20 +238,17 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         settings: RuntimeSettings | None = None,
         batch_window: int = DEFAULT_BATCH_WINDOW,
     ) -> None:
-        settings = settings or RuntimeSettings(device="auto", threads=1)
+        settings = settings or RuntimeSettings()
         if batch_window < 1:
             raise ValueError(f"batch_window={batch_window} must be at least 1")
-        threads = settings.threads or 1
+        threads = settings.threads
         super().__init__(
             min_batch_size=batch_window,
             max_batch_size=batch_window,
-            env_vars={name: str(threads) for name in THREAD_ENV_VARS},
+            env_vars={} if threads is None else {name: str(threads) for name in THREAD_ENV_VARS},
         )
         self._model_path = model_path
         self._decode = decode
-        # int8 layers run on the CPU only: 'auto' must not pick a GPU for them.
-        if settings.quantize == "int8" and settings.device == "auto":
-            settings = dataclasses.replace(settings, device="cpu")
         self._settings = settings
 
     def load_model(self) -> Summarizer:

@@ -24,12 +24,11 @@ from apache_beam.options.pipeline_options import (
 
 from s2s_model import DecodeConfig, RuntimeSettings
 from s2s_model.config import (
+    DEFAULT_DEVICE,
     DEFAULT_MAX_BATCH_TOKENS,
-    DEFAULT_MAX_SRC_TOKENS,
     DEVICES,
     GPU_MAX_BATCH_TOKENS,
-    PRECISIONS,
-    QUANTIZE_KINDS,
+    field_specs,
 )
 from s2s_model.errors import S2SError
 
@@ -50,6 +49,7 @@ LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "swit
 TYPO_CUTOFF = 0.8
 # How close a suggestion must be when an unknown flag is refused anyway.
 SUGGEST_CUTOFF = 0.6
+RUNTIME_FIELDS = {spec.name: spec for spec in field_specs(RuntimeSettings)}
 
 
 class OptionsError(S2SError, ValueError):
@@ -79,36 +79,35 @@ def _fraction(text: str) -> float:
     return value
 
 
-# Parsed once: the field types of DecodeConfig are strings under `from __future__ import
-# annotations`; get_type_hints turns them (Literal choices included) back into types.
-_DECODE_HINTS = typing.get_type_hints(DecodeConfig)
-
-
 def _add_decode_flags(parser: argparse._ActionsContainer) -> None:
-    for field in dataclasses.fields(DecodeConfig):
-        hint = _DECODE_HINTS[field.name]
-        help_text = f"{field.metadata['help']} (default: the model's, else {field.default!r})"
-        flag = f"--{field.name}"
-        if hint is bool:
+    for spec in field_specs(DecodeConfig):
+        help_text = f"{spec.help} (default: the model's, else {spec.default!r})"
+        flag = f"--{spec.name}"
+        if spec.kind is bool:
             parser.add_argument(
                 flag,
-                dest=field.name,
+                dest=spec.name,
                 action="store_const",
                 const=True,
                 default=None,
                 help=help_text,
             )
             parser.add_argument(
-                f"--no_{field.name}",
-                dest=field.name,
+                f"--no_{spec.name}",
+                dest=spec.name,
                 action="store_const",
                 const=False,
                 help=f"turn {flag} off",
             )
-        elif typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=hint, default=None, help=help_text)
+            parser.add_argument(
+                flag, type=spec.kind, choices=spec.choices, default=None, help=help_text
+            )
+
+
+def _runtime_help(name: str, note: str = "") -> str:
+    """The help of ``RuntimeSettings.<name>``, with what the pipeline adds to it."""
+    return RUNTIME_FIELDS[name].help + (f"; {note}" if note else "")
 
 
 class SummarizeOptions(PipelineOptions):
@@ -210,28 +209,32 @@ class SummarizeOptions(PipelineOptions):
         group.add_argument(
             "--device",
             choices=DEVICES,
-            default="auto",
-            help="'auto' uses CUDA where a worker has it; 'cuda' fails before any work where"
-            " torch sees no usable GPU",
+            default=DEFAULT_DEVICE,
+            help=_runtime_help(
+                "device", "'cuda' fails before any work where torch sees no usable GPU"
+            ),
         )
         group.add_argument(
             "--torch_threads",
             type=_positive_int,
             default=1,
-            help="torch threads per worker process; one per process measured fastest on CPU",
+            help=_runtime_help("threads", "one per worker process measured fastest on CPU"),
         )
         group.add_argument(
             "--max_src_tokens",
             type=_positive_int,
-            default=DEFAULT_MAX_SRC_TOKENS,
-            help="source tokens read per document; longer ones are truncated (flagged)",
+            default=RUNTIME_FIELDS["max_src_tokens"].default,
+            help=_runtime_help("max_src_tokens"),
         )
         group.add_argument(
             "--max_batch_tokens",
             type=_positive_int,
             default=None,
-            help="token budget of one model batch: documents x longest source; default"
-            f" {DEFAULT_MAX_BATCH_TOKENS} on a CPU, {GPU_MAX_BATCH_TOKENS} on a GPU worker",
+            help=_runtime_help(
+                "max_batch_tokens",
+                f"default {DEFAULT_MAX_BATCH_TOKENS} on a CPU, {GPU_MAX_BATCH_TOKENS} on a GPU"
+                " worker",
+            ),
         )
         group.add_argument(
             "--batch_window",
@@ -243,53 +246,67 @@ class SummarizeOptions(PipelineOptions):
         )
         group.add_argument(
             "--quantize",
-            choices=QUANTIZE_KINDS,
-            default="none",
-            help="'int8': dynamic int8 LSTM and linear layers on the CPU (faster, slightly"
-            " different scores)",
+            choices=RUNTIME_FIELDS["quantize"].choices,
+            default=RUNTIME_FIELDS["quantize"].default,
+            help=_runtime_help("quantize"),
         )
         group.add_argument(
             "--precision",
-            choices=PRECISIONS,
-            default="fp32",
-            help="'bf16': decode under bf16 autocast (GPUs and CPUs with native bf16; slower"
-            " than fp32 elsewhere)",
+            choices=RUNTIME_FIELDS["precision"].choices,
+            default=RUNTIME_FIELDS["precision"].default,
+            help=_runtime_help("precision"),
         )
         group.add_argument(
             "--search_threads",
             type=_non_negative_int,
             default=0,
-            help="searches each worker runs at once in threads (same summaries; each thread"
-            " keeps one core busy); 0: one per core when the job runs in one local worker on"
-            " the CPU (the default local run), else 1",
+            help=_runtime_help(
+                "search_threads",
+                "each keeps one core busy; 0: one per core when the job runs in one local worker"
+                " on the CPU (the default local run), else 1",
+            ),
         )
         group.add_argument(
             "--no_refill",
             dest="refill",
             action="store_false",
             default=True,
-            help="decode in fixed batches instead of letting waiting documents take the rows"
-            " of finished ones (same summaries; for comparison)",
+            help="turn off: " + _runtime_help("refill", "fixed batches are for comparison"),
         )
         _add_decode_flags(parser.add_argument_group("decoding"))
 
     def runtime_settings(self) -> RuntimeSettings:
-        """How each worker runs the model; raises ``OptionsError`` on flags that do not combine."""
+        """How each worker runs the model, worked out once per run (preflight's ``RunPlan``
+        carries it to the workers): the flags, the workers' device, and that device's defaults
+        where a flag is left out. On a local runner the device is resolved here (the workers
+        run on this machine); a remote runner's stays as asked, and its workers resolve it as
+        they load the model ('auto' gets the CPU defaults: pass ``--device cuda`` for a GPU
+        fleet). Raises ``OptionsError`` on flags that do not combine, ``DeviceError`` on a
+        device that local workers cannot have."""
         try:
-            return RuntimeSettings(
+            asked = RuntimeSettings(
                 device=self.device,
                 threads=self.torch_threads,
                 max_src_tokens=self.max_src_tokens,
-                max_batch_tokens=self.max_batch_tokens or self._default_max_batch_tokens(),
                 refill=self.refill,
                 quantize=self.quantize,
                 precision=self.precision,
-                search_threads=self.search_threads or self._default_search_threads(),
             )
         except ValueError as err:
             raise OptionsError(f"bad runtime flags: {err}") from None
+        from s2s_model.device import resolve_device  # torch: only once a run is planned
 
-    def _default_search_threads(self) -> int:
+        device = resolve_device(asked.device) if self.is_local_runner() else asked.device
+        on_gpu = device == "cuda"
+        return dataclasses.replace(
+            asked,
+            device=device,
+            max_batch_tokens=self.max_batch_tokens
+            or (GPU_MAX_BATCH_TOKENS if on_gpu else DEFAULT_MAX_BATCH_TOKENS),
+            search_threads=self.search_threads or self._default_search_threads(on_gpu),
+        )
+
+    def _default_search_threads(self, on_gpu: bool) -> int:
         """All cores by default: a local job in one worker process (Beam's default) runs one
         search per core, so the model loads once and every core decodes (measured faster than
         as many worker processes, which each import torch and load the model). Anything else
@@ -297,41 +314,26 @@ class SummarizeOptions(PipelineOptions):
         batches measured fastest there) gets one search per worker."""
         workers = self.view_as(DirectOptions).direct_num_workers
         one_local_worker = self.is_local_runner() and workers in (None, 1)
-        if not one_local_worker or self.workers_use_gpu():
+        if not one_local_worker or on_gpu:
             return 1
         return max(1, os.cpu_count() or 1)
 
-    def _default_max_batch_tokens(self) -> int:
-        return GPU_MAX_BATCH_TOKENS if self.workers_use_gpu() else DEFAULT_MAX_BATCH_TOKENS
-
-    def window(self) -> int:
-        """Documents a worker buffers per model call: ``--batch_window``, else the device's."""
+    def window(self, device: str) -> int:
+        """Documents a worker buffers per model call on ``device`` (``runtime_settings().device``):
+        ``--batch_window``, else that device's default."""
         if self.batch_window is not None:
             return int(self.batch_window)
-        return GPU_BATCH_WINDOW if self.workers_use_gpu() else DEFAULT_BATCH_WINDOW
+        return GPU_BATCH_WINDOW if device == "cuda" else DEFAULT_BATCH_WINDOW
 
-    def workers_use_gpu(self) -> bool:
-        """Whether the workers decode on a GPU, as far as the launcher can know: ``--device
-        cuda``, or ``auto`` on a local runner where torch sees a usable GPU. Remote workers
-        with ``auto`` get the CPU defaults (pass ``--device cuda`` for a GPU fleet)."""
-        if self.device == "cuda":
-            return True
-        if self.device != "auto" or self.quantize == "int8" or not self.is_local_runner():
-            return False
-        from s2s_model.device import resolve_device
-
-        return resolve_device("auto").startswith("cuda")
-
-    def overlap_on_gpu(self) -> bool:
-        """On a local runner whose workers use a GPU, with Beam's worker settings at their
-        defaults (one worker, ``in_memory``): run ``GPU_LOCAL_BUNDLE_THREADS`` bundle threads
-        sharing one model (``multi_threading``), so that host work overlaps the search. Any
-        ``--direct_running_mode`` given keeps its worker count. Returns whether it did."""
+    def overlap_on_gpu(self, device: str) -> bool:
+        """On a local runner whose workers use a GPU (``device``, from ``runtime_settings()``),
+        with Beam's worker settings at their defaults (one worker, ``in_memory``): run
+        ``GPU_LOCAL_BUNDLE_THREADS`` bundle threads sharing one model (``multi_threading``), so
+        that host work overlaps the search. Any ``--direct_running_mode`` given keeps its
+        worker count. Returns whether it did."""
         direct = self.view_as(DirectOptions)
         defaults = direct.direct_num_workers == 1 and direct.direct_running_mode == "in_memory"
-        if not self.is_local_runner() or not defaults:
-            return False
-        if not self.workers_use_gpu():
+        if device != "cuda" or not self.is_local_runner() or not defaults:
             return False
         direct.direct_num_workers = GPU_LOCAL_BUNDLE_THREADS
         direct.direct_running_mode = "multi_threading"

@@ -17,9 +17,9 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.dead_letters import METRICS_NAMESPACE, REASONS, REUSED_COUNTER
 from pipeline.sinks import (
-    DEAD_LETTER_DIR,
+    DEAD_LETTER,
     LOCAL_SCHEMES,
-    SUMMARIES_DIR,
+    SUMMARIES,
     count_rows,
     dead_letter_dir,
     output_files,
@@ -73,7 +73,7 @@ def discard_attempt(output: str, attempt: str) -> None:
 
 def promote(attempt: str, output: str) -> None:
     """Move the finished job's Parquet files from ``attempt`` into ``output``'s directories."""
-    for directory in (SUMMARIES_DIR, DEAD_LETTER_DIR):
+    for directory in (SUMMARIES, DEAD_LETTER):
         sources = output_files(FileSystems.join(attempt, directory))
         if not sources:
             continue

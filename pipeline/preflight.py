@@ -19,9 +19,9 @@ from pipeline.model_handler import load_summarizer
 from pipeline.options import DEFAULT_RUNNER, OptionsError, SummarizeOptions, parse_options
 from pipeline.output import MANIFEST_VERSION
 from pipeline.reuse import usable_directories
-from pipeline.sinks import success_path
+from pipeline.sinks import LOCAL_SCHEMES, success_path
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
-from s2s_model.device import DeviceError, resolve_device
+from s2s_model.device import DeviceError
 from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,11 @@ class PreflightError(S2SError):
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What preflight established: the run is possible, with these settings."""
+    """What preflight established, once: the run is possible, and the job is built from this.
+
+    ``settings`` is what every worker runs with (its device resolved where the launcher can
+    know it: local runners), ``decode`` the model's saved decoding with the flags applied,
+    ``window`` the documents of one model call."""
 
     patterns: list[str]
     shards: int
@@ -44,9 +48,8 @@ class RunPlan:
     fingerprint: str
     decode: DecodeConfig
     settings: RuntimeSettings
+    window: int
     runner: str
-    # The device the workers use where preflight can know it (local runners), else as asked.
-    device: str
     # The model as preflight loaded it (on the CPU), kept on local runners only: run_plan offers
     # it to in-process workers (a remote job's launcher would hold it for nothing).
     loaded: Summarizer | None = field(default=None, repr=False, compare=False)
@@ -67,7 +70,7 @@ def expand_pattern(pattern: str) -> str:
     """A directory (a local one, or any path ending in '/') means every file below it."""
     if pattern.endswith("/"):
         return pattern + "**"
-    if FileSystems.get_scheme(pattern) in (None, "file") and os.path.isdir(pattern):
+    if FileSystems.get_scheme(pattern) in LOCAL_SCHEMES and os.path.isdir(pattern):
         return pattern.rstrip("/") + "/**"
     return pattern
 
@@ -108,23 +111,11 @@ def _check_reuse(options: SummarizeOptions) -> None:
 
 
 def _settings(options: SummarizeOptions) -> RuntimeSettings:
+    """The workers' settings; a device that local workers cannot have fails here, before any
+    work (remote workers check theirs as they load the model, and fail rather than fall back)."""
     try:
         return options.runtime_settings()
-    except OptionsError as err:
-        raise PreflightError(str(err)) from None
-
-
-def _worker_device(options: SummarizeOptions, settings: RuntimeSettings) -> str:
-    """Local workers run on this machine: a device it cannot use fails here, before any work.
-    Remote workers are other machines (a launcher seldom has their GPU): they check it when
-    they load the model, and fail the job rather than fall back."""
-    if not options.is_local_runner():
-        return settings.device
-    if settings.quantize == "int8" and settings.device == "auto":
-        return "cpu"
-    try:
-        return resolve_device(settings.device)
-    except DeviceError as err:
+    except (OptionsError, DeviceError) as err:
         raise PreflightError(str(err)) from None
 
 
@@ -151,14 +142,13 @@ def preflight(options: SummarizeOptions) -> RunPlan:
     if not options.output:
         raise PreflightError("no output directory: pass --output DIR")
     settings = _settings(options)
-    device = _worker_device(options, settings)
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
     _check_reuse(options)
     shards = _count_shards(patterns)
     model = _load_model(options, settings)
     decode = _resolve_decode(model, options)
-    if options.overlap_on_gpu():
+    if options.overlap_on_gpu(settings.device):
         logger.info(
             "a local GPU run: %d bundle threads share the model (searches take turns)",
             options.view_as(DirectOptions).direct_num_workers,
@@ -171,7 +161,7 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         fingerprint=model.fingerprint,
         decode=decode,
         settings=settings,
+        window=options.window(settings.device),
         runner=options.runner_name(),
-        device=device,
         loaded=model if options.is_local_runner() else None,
     )

@@ -33,6 +33,13 @@ REUSED_PREFIX = "reused-"
 ProgressCallback = Callable[..., None]
 
 
+def progress_text(done: int, elapsed: float, reused: int | None = None) -> str:
+    """ "N documents done, R docs/s" ("N documents done (M reused), ..." with ``reused``)."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    split = "" if reused is None else f" ({reused:,} reused)"
+    return f"{done:,} documents done{split}, {rate:,.1f} docs/s"
+
+
 class ReportProgress(beam.DoFn):
     """Counts the elements reaching it and reports the count into ``directory``."""
 

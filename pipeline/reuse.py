@@ -13,10 +13,10 @@ that, and every summary row carries it:
 Left out, because they do not change the answer: ``refill``, ``max_batch_tokens``,
 ``batch_window``, ``torch_threads``, the runner and its workers
 (tests/pipeline/test_reliability_determinism.py: the same summaries, and scores within
-1e-5, whatever the batching, refilling or worker processes). Also left out: the device.
-``--device auto`` is resolved on each worker, after the key is needed; rows decoded on a GPU
-and reused on a CPU may differ from a fresh CPU run in the last digits of their scores, as two
-GPU models do.
+1e-5, whatever the batching, refilling or worker processes). Also left out: the device (a
+remote runner's workers resolve ``--device auto`` themselves, after the key is needed); rows
+decoded on a GPU and reused on a CPU may differ from a fresh CPU run in the last digits of
+their scores, as two GPU models do.
 
 The join. Documents are keyed, the earlier runs' ``summaries/*.parquet`` files (those their
 manifests list) are read with Beam's Parquet reader and keyed by their ``reuse_key``, and the
@@ -31,12 +31,10 @@ local run holds every document (and every earlier row) once; without it, nothing
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +48,10 @@ from apache_beam.pvalue import TaggedOutput
 from pipeline.dead_letters import METRICS_NAMESPACE, REUSED_COUNTER, DeadLetter
 from pipeline.output import read_manifest
 from pipeline.progress import REUSED_PREFIX, ReportProgress
-from pipeline.sinks import success_path, summary_schema
+from pipeline.sinks import DEAD_LETTER, LOCAL_SCHEMES, SUMMARIES, success_path, summary_schema
 from pipeline.sources import Document, Record
-from pipeline.transforms import DEAD_LETTER, SUMMARIES
 from s2s_model import DecodeConfig
+from s2s_model.config import field_specs
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +61,6 @@ KEY_COLUMN = "reuse_key"
 DOCUMENTS, EARLIER, REUSED, TO_DECODE = "documents", "earlier", "reused", "to_decode"
 # Keys of read failures: never a sha256 hex, so they match no earlier row.
 DEAD_LETTER_KEY_PREFIX = "dead-letter:"
-_DECODE_HINTS = typing.get_type_hints(DecodeConfig)
 
 
 @dataclass(frozen=True)
@@ -79,9 +76,9 @@ class AnswerSettings:
         """sha256 of these settings with the model ``fingerprint`` (canonical JSON)."""
         # Typed values: a model's saved decode may hold 0 where the flag parser gives 0.0.
         decode: dict[str, Any] = {}
-        for field in dataclasses.fields(DecodeConfig):
-            value = getattr(self.decode, field.name)
-            decode[field.name] = float(value) if _DECODE_HINTS[field.name] is float else value
+        for spec in field_specs(DecodeConfig):
+            value = getattr(self.decode, spec.name)
+            decode[spec.name] = float(value) if spec.kind is float else value
         settings = {
             "key_version": KEY_VERSION,
             "model": fingerprint,
@@ -117,7 +114,7 @@ class RowKeys:
 
 def _same_directory(a: str, b: str) -> bool:
     def normal(path: str) -> str:
-        local = FileSystems.get_scheme(path) in (None, "", "file")
+        local = FileSystems.get_scheme(path) in LOCAL_SCHEMES
         return os.path.realpath(path) if local else path.rstrip("/")
 
     return normal(a) == normal(b)

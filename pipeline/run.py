@@ -1,4 +1,4 @@
-"""build_pipeline(p, options, ...) builds the job; run(argv) checks, runs and accounts.
+"""build_pipeline(p, options, plan) builds a preflighted job; run(argv) checks, runs, accounts.
 
 A run, in order:
 
@@ -47,16 +47,21 @@ from pipeline.output import (
 from pipeline.preflight import (
     PreflightError,
     RunPlan,
-    expand_pattern,
     parse,
     preflight,
 )
-from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress
+from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress, progress_text
 from pipeline.reuse import AnswerSettings, ReuseOrSummarize, RowKeys, earlier_summary_files
-from pipeline.sinks import WriteDeadLetters, WriteSummaries, attempt_dir, success_path
+from pipeline.sinks import (
+    DEAD_LETTER,
+    SUMMARIES,
+    WriteDeadLetters,
+    WriteSummaries,
+    attempt_dir,
+    success_path,
+)
 from pipeline.sources import ReadSettings, ReadShards
-from pipeline.transforms import DEAD_LETTER, SUMMARIES, SummarizeDocuments
-from s2s_model import DecodeConfig
+from pipeline.transforms import SummarizeDocuments
 from s2s_model.device import device_info
 from s2s_model.errors import S2SError, one_line
 from s2s_model.summarizer import DocumentSearch
@@ -116,16 +121,15 @@ class RunReport:
 def build_pipeline(
     p: beam.Pipeline,
     options: SummarizeOptions,
+    plan: RunPlan,
     *,
-    decode: DecodeConfig,
     write_to: str | None = None,
     progress_dir: str | None = None,
-    fingerprint: str | None = None,
 ) -> None:
-    """Add the summarize job to ``p``: read, validate, summarize, write rows and dead letters
-    below ``write_to`` (default: ``--output``; run() passes a temporary directory). With
-    ``progress_dir`` (a local directory) workers report the documents they finish there.
-    ``fingerprint``: the model's, needed with ``--reuse`` (to look earlier rows up)."""
+    """Add the summarize job of ``plan`` (preflight's) to ``p``: read, validate, summarize,
+    write rows and dead letters below ``write_to`` (default: ``--output``; run() passes a
+    temporary directory). With ``progress_dir`` (a local directory) workers report the
+    documents they finish there."""
     opts = options.view_as(SummarizeOptions)
     target = write_to or opts.output
     settings = ReadSettings(
@@ -134,22 +138,20 @@ def build_pipeline(
         id_field=opts.id_field,
         max_doc_chars=opts.max_doc_chars,
     )
-    runtime = opts.runtime_settings()
+    decode, runtime = plan.decode, plan.settings
     handler = Seq2SeqModelHandler(
-        opts.model, decode=decode, settings=runtime, batch_window=opts.window()
+        opts.model, decode=decode, settings=runtime, batch_window=plan.window
     )
     with_n_best = decode.n_best > 1
     keys = RowKeys(
         AnswerSettings(decode, runtime.max_src_tokens, runtime.quantize, runtime.precision)
     )
-    records = p | "ReadShards" >> ReadShards([expand_pattern(x) for x in opts.input], settings)
+    records = p | "ReadShards" >> ReadShards(plan.patterns, settings)
     summarize: beam.PTransform = SummarizeDocuments(handler, with_n_best=with_n_best, keys=keys)
     earlier = earlier_summary_files(opts.reuse or [], MANIFEST_VERSION)
     if earlier:  # --reuse: a keyed join with earlier rows; the rest goes to `summarize`
-        if fingerprint is None:
-            raise ValueError("build_pipeline with --reuse needs fingerprint= (the model's)")
         summarize = ReuseOrSummarize(
-            summarize, earlier, keys=keys, fingerprint=fingerprint, with_n_best=with_n_best,
+            summarize, earlier, keys=keys, fingerprint=plan.fingerprint, with_n_best=with_n_best,
             progress_dir=progress_dir,
         )  # fmt: skip
     outputs = records | "SummarizeDocuments" >> summarize
@@ -184,14 +186,7 @@ def _run_job(
     options: SummarizeOptions, plan: RunPlan, write_to: str, progress_dir: str | None
 ) -> PipelineResult:
     p = beam.Pipeline(options=options)
-    build_pipeline(
-        p,
-        options,
-        decode=plan.decode,
-        write_to=write_to,
-        progress_dir=progress_dir,
-        fingerprint=plan.fingerprint,
-    )
+    build_pipeline(p, options, plan, write_to=write_to, progress_dir=progress_dir)
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
@@ -250,8 +245,8 @@ def _device_info(plan: RunPlan, options: SummarizeOptions) -> dict[str, Any]:
     """The device the workers ran on, as this launcher can know it: exactly on a local runner;
     on a remote one, what was asked (the workers refuse to fall back from a GPU)."""
     if options.is_local_runner():
-        return device_info(plan.device)
-    return {"device": plan.device, "gpu": None, "torch": None, "cuda": None}
+        return device_info(plan.settings.device)
+    return {"device": plan.settings.device, "gpu": None, "torch": None, "cuda": None}
 
 
 def run_plan(
@@ -341,19 +336,17 @@ def run(
         plan.model,
         plan.fingerprint,
         plan.runner,
-        plan.device,
+        plan.settings.device,
         plan.settings.search_threads,
         plan.settings.max_batch_tokens,
-        options.window(),
+        plan.window,
         plan.output,
     )
     return run_plan(options, plan, on_progress, search=search)
 
 
 def _log_progress(done: int, elapsed: float, reused: int | None = None) -> None:
-    rate = done / elapsed if elapsed > 0 else 0.0
-    split = "" if reused is None else f" ({reused} reused)"
-    logger.info("%d documents done%s, %.1f docs/s", done, split, rate)
+    logger.info("%s", progress_text(done, elapsed, reused))
 
 
 def main(argv: Sequence[str]) -> int:

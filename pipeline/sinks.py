@@ -31,8 +31,9 @@ from pipeline.dead_letters import DeadLetter, count_dead_letter
 
 # Beam filesystem schemes of the local disk.
 LOCAL_SCHEMES = (None, "", "file")
-SUMMARIES_DIR = "summaries"
-DEAD_LETTER_DIR = "dead_letter"
+# The job's two outputs: the tags of their streams, and the folders they are written to.
+SUMMARIES = "summaries"
+DEAD_LETTER = "dead_letter"
 SUCCESS_FILE = "_SUCCESS.json"
 TEMPORARY_DIR = "_temporary"
 FILE_PREFIX = "part"
@@ -88,11 +89,11 @@ def summary_schema(*, with_n_best: bool) -> pa.Schema:
 
 
 def summaries_dir(output: str) -> str:
-    return FileSystems.join(output, SUMMARIES_DIR)
+    return FileSystems.join(output, SUMMARIES)
 
 
 def dead_letter_dir(output: str) -> str:
-    return FileSystems.join(output, DEAD_LETTER_DIR)
+    return FileSystems.join(output, DEAD_LETTER)
 
 
 def success_path(output: str) -> str:

@@ -2,14 +2,15 @@
 
 Records (Documents and the DeadLetters of reading) flow as one stream until the last step, which
 splits them into summary rows and dead letters: Beam's local FnApiRunner holds the whole input
-of any multi-input Flatten in memory, so this pipeline has none (see sources.py).
+of any multi-input Flatten in memory, so the job has none without ``--reuse`` (see sources.py;
+with it, reuse.py's join holds every document anyway, and one Flatten adds the reused rows).
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import apache_beam as beam
 from apache_beam.metrics.metric import Metrics
@@ -19,15 +20,12 @@ from apache_beam.pvalue import TaggedOutput
 from pipeline import dead_letters as dl
 from pipeline.dead_letters import METRICS_NAMESPACE, DeadLetter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler
+from pipeline.reuse import RowKeys
+from pipeline.sinks import DEAD_LETTER, SUMMARIES
 from pipeline.sources import Document, Record
 from s2s_model import Summary
 from s2s_model.quality import assess
 
-if TYPE_CHECKING:  # reuse.py imports this module
-    from pipeline.reuse import RowKeys
-
-SUMMARIES = "summaries"
-DEAD_LETTER = "dead_letter"
 EMPTY_DETAIL = "document is empty or holds only whitespace and control or format characters"
 # Unicode categories that carry no text: controls (NUL, ...) and format characters (zero-width
 # joiners, bidi marks, BOM). A document of nothing else is blank, though a tokenizer may still

@@ -7,7 +7,9 @@ that command-line layers can build their flags from the dataclass instead of rep
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +24,8 @@ ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive", "none")
 LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
 BEAM_COMPATS: tuple[str, ...] = ("none", "opennmt")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+# Everywhere a device is chosen (library, pipeline, training): the GPU where torch can use one.
+DEFAULT_DEVICE = "auto"
 QUANTIZE_KINDS: tuple[str, ...] = ("none", "int8")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 DEFAULT_MAX_SRC_TOKENS = 400
@@ -34,6 +38,39 @@ def _help(text: str, default: Any = dataclasses.MISSING) -> Any:
     if default is dataclasses.MISSING:
         return field(metadata={"help": text})
     return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a config dataclass as a command-line layer needs it: ``kind`` is its type
+    (``bool``, ``int``, ``float``, ``str``, ...), ``choices`` those of a ``Literal``."""
+
+    name: str
+    kind: Any
+    choices: tuple[str, ...] | None
+    default: Any
+    help: str
+
+
+@functools.cache
+def field_specs(cls: type) -> tuple[FieldSpec, ...]:
+    """The fields of the config dataclass ``cls``, their types resolved (the annotations are
+    strings under ``from __future__ import annotations``): what the flag generators read."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for item in dataclasses.fields(cls):
+        hint = hints[item.name]
+        literal = typing.get_origin(hint) is typing.Literal
+        choices = tuple(str(a) for a in typing.get_args(hint)) if literal else None
+        kind = str if literal else hint
+        specs.append(FieldSpec(item.name, kind, choices, item.default, item.metadata["help"]))
+    return tuple(specs)
+
+
+def device_for(device: str, quantize: str) -> str:
+    """The device a quantization allows: int8 layers run on the CPU only, so for them 'auto'
+    means 'cpu' (and ``RuntimeSettings`` refuses 'cuda')."""
+    return "cpu" if quantize == "int8" and device == "auto" else device
 
 
 @dataclass(frozen=True)
@@ -212,10 +249,12 @@ class RuntimeSettings:
     """
 
     device: str = _help(
-        "'cpu', 'cuda', or 'auto' (CUDA when torch sees a usable GPU, else the CPU)", "cpu"
+        "'cpu', 'cuda', or 'auto' (CUDA when torch sees a usable GPU, else the CPU; the CPU for"
+        " int8)",
+        DEFAULT_DEVICE,
     )
     threads: int | None = _help(
-        "torch intra-op threads for this process (None leaves torch's choice)", None
+        "torch intra-op threads of this process (unset: torch's own choice)", None
     )
     max_src_tokens: int = _help(
         "source tokens read per document; longer ones are truncated (flagged)",
@@ -225,14 +264,17 @@ class RuntimeSettings:
         "token budget of the active batch: documents x longest source", DEFAULT_MAX_BATCH_TOKENS
     )
     refill: bool = _help(
-        "let waiting documents take the rows of finished ones (continuous batching)", True
+        "let waiting documents take the rows of finished ones (continuous batching; same results)",
+        True,
     )
     quantize: Quantize = _help(
         "'int8': dynamic int8 LSTM and linear layers, CPU only (faster, slightly different scores)",
         "none",
     )
     precision: Precision = _help(
-        "'bf16': decode under bf16 autocast (GPUs and CPUs with native bf16)", "fp32"
+        "'bf16': decode under bf16 autocast (GPUs and CPUs with native bf16; slower than fp32"
+        " elsewhere)",
+        "fp32",
     )
     search_threads: int = _help(
         "searches run at once in threads over each call's documents (same results)", 1
@@ -255,6 +297,7 @@ class RuntimeSettings:
             raise ValueError("quantize int8 and precision bf16 do not combine: choose one")
         if self.quantize == "int8" and self.device == "cuda":
             raise ValueError("quantize int8 runs on the CPU only: drop it or use device cpu")
+        object.__setattr__(self, "device", device_for(self.device, self.quantize))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

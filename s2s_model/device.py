@@ -27,12 +27,12 @@ class DeviceError(S2SError, ValueError):
     exit_code = 2
 
 
-def cuda_status() -> str:
-    """What torch sees of CUDA, in one phrase (for messages and logs)."""
+def cuda_status(available: bool) -> str:
+    """What torch sees of CUDA (``available``: ``torch.cuda.is_available()``), in one phrase."""
     build = torch.version.cuda
     if build is None:
         return f"torch {torch.__version__} is a CPU-only build"
-    if not torch.cuda.is_available():
+    if not available:
         return (
             f"torch {torch.__version__} (CUDA {build}) finds no usable GPU (no device, or a"
             " driver older than this CUDA build needs)"
@@ -41,21 +41,25 @@ def cuda_status() -> str:
 
 
 def resolve_device(device: str) -> str:
-    """'cpu' | 'cuda' | 'auto' -> 'cpu' or 'cuda'; 'cuda' without a usable GPU raises."""
+    """'cpu' | 'cuda' | 'auto' -> 'cpu' or 'cuda'; 'cuda' without a usable GPU raises.
+
+    Asks torch once ('cpu' asks nothing): a launcher resolves its workers' device once and
+    passes the answer on, and a ``Summarizer`` resolves its own once."""
     if device not in DEVICES:
         raise ValueError(f"device={device!r}: choose one of {DEVICES}")
     if device == "cpu":
         return "cpu"
-    if torch.cuda.is_available():
+    available = torch.cuda.is_available()
+    if available:
         if device == "auto":
-            logger.info("device 'auto': using the GPU (%s)", cuda_status())
+            logger.info("device 'auto': using the GPU (%s)", cuda_status(available))
         return "cuda"
     if device == "cuda":
         raise DeviceError(
-            f"device 'cuda' asked for, but {cuda_status()}: install a CUDA build of torch that"
-            " the driver supports (deploy/README.md), or use --device cpu or auto"
+            f"device 'cuda' asked for, but {cuda_status(available)}: install a CUDA build of"
+            " torch that the driver supports (deploy/README.md), or use --device cpu or auto"
         )
-    logger.info("device 'auto': using the CPU (%s)", cuda_status())
+    logger.info("device 'auto': using the CPU (%s)", cuda_status(available))
     return "cpu"
 
 

@@ -91,6 +91,8 @@ class Summarizer:
     """
 
     def __init__(self, checkpoint: Checkpoint, settings: RuntimeSettings | None = None) -> None:
+        """The checkpoint's model on ``settings.device``, resolved here, once ('auto': the GPU
+        where torch can use one); ``settings.device`` is then the device it runs on."""
         settings = settings or RuntimeSettings()
         device = resolve_device(settings.device)
         self.settings = dataclasses.replace(settings, device=device)
@@ -135,9 +137,8 @@ class Summarizer:
         settings = dataclasses.replace(settings or RuntimeSettings(), **changes)
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        device = resolve_device(settings.device)
-        checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path, device=device)
-        return cls(checkpoint, dataclasses.replace(settings, device=device))
+        checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path)
+        return cls(checkpoint, settings)
 
     def read(self, text: str) -> Source:
         """``text`` as the model reads it (no ids: nothing it can read)."""
@@ -178,9 +179,9 @@ class Summarizer:
     ) -> list[Summary]:
         """``summarize`` for texts already read (``read``), so that none is tokenized twice."""
         config = decode or self.decode
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens={max_batch_tokens} must be at least 1")
         budget = self.settings.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
-        if budget < 1:
-            raise ValueError(f"max_batch_tokens={budget} must be at least 1")
         encoded = sorted(
             (self._encode(i, source) for i, source in enumerate(sources)),
             key=lambda e: -len(e.ids),

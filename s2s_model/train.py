@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from s2s_model.checkpoint import load_checkpoint, save_checkpoint
-from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
+from s2s_model.config import DEFAULT_DEVICE, DecodeConfig, ModelConfig, TrainConfig
 from s2s_model.curves import write_curves
 from s2s_model.device import hardware, resolve_device
 from s2s_model.errors import S2SError
@@ -84,6 +84,20 @@ class FitResult:
     stopped: str
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What ``fit`` was given, its device resolved: one object through starting or resuming."""
+
+    train_pairs: Sequence[tuple[str, str]]
+    valid_pairs: Sequence[tuple[str, str]]
+    output: Path
+    model_config: ModelConfig
+    config: TrainConfig
+    decode: DecodeConfig
+    device: str
+    data_info: dict[str, Any]
+
+
 @dataclass
 class _Run:
     model: Seq2Seq
@@ -111,7 +125,7 @@ def fit(
     train_config: TrainConfig,
     decode: DecodeConfig | None = None,
     resume: bool = False,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     data_info: dict[str, Any] | None = None,
     decode_candidates: Sequence[DecodeConfig] = (),
     progress: bool = True,
@@ -132,16 +146,17 @@ def fit(
         raise TrainingError(
             f"need training and validation pairs, got {len(train_pairs)} and {len(valid_pairs)}"
         )
-    run = (_resume if resume else _start)(
-        train_pairs,
-        valid_pairs,
-        Path(output_dir),
+    inputs = _Inputs(
+        train_pairs=train_pairs,
+        valid_pairs=valid_pairs,
+        output=Path(output_dir),
         model_config=model_config,
         config=train_config,
         decode=decode or DecodeConfig(),
         device=resolve_device(device),
         data_info=data_info or {},
     )
+    run = (_resume if resume else _start)(inputs)
     stopped = _train(run, progress=progress)
     _write_curves(run)
     if decode_candidates and run.rouge_sample:
@@ -154,17 +169,8 @@ def fit(
 # --- starting and resuming ----------------------------------------------------------------------
 
 
-def _start(
-    train_pairs: Sequence[tuple[str, str]],
-    valid_pairs: Sequence[tuple[str, str]],
-    output: Path,
-    *,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    decode: DecodeConfig,
-    device: str,
-    data_info: dict[str, Any],
-) -> _Run:
+def _start(inputs: _Inputs) -> _Run:
+    output, config = inputs.output, inputs.config
     if (output / STATE_FILE).exists():
         raise TrainingError(
             f"{output} already holds a training run: pass --resume to continue it, or choose"
@@ -172,36 +178,17 @@ def _start(
         )
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    tokenizer = train_tokenizer(train_pairs, config)
-    model_config = dataclasses.replace(model_config, vocab_size=tokenizer.vocab_size)
-    model = Seq2Seq(model_config).to(device)
+    tokenizer = train_tokenizer(inputs.train_pairs, config)
+    model_config = dataclasses.replace(inputs.model_config, vocab_size=tokenizer.vocab_size)
+    model = Seq2Seq(model_config).to(inputs.device)
     logger.info("model: %s parameters, %s", _parameter_count(model), model_config)
-    run = _make_run(
-        model,
-        tokenizer,
-        train_pairs=train_pairs,
-        valid_pairs=valid_pairs,
-        output=output,
-        config=config,
-        decode=decode,
-        device=device,
-        data_info=data_info,
-    )
-    run.state.data_digest = data_digest(train_pairs)
+    run = _make_run(model, tokenizer, inputs)
+    run.state.data_digest = data_digest(inputs.train_pairs)
     return run
 
 
-def _resume(
-    train_pairs: Sequence[tuple[str, str]],
-    valid_pairs: Sequence[tuple[str, str]],
-    output: Path,
-    *,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    decode: DecodeConfig,
-    device: str,
-    data_info: dict[str, Any],
-) -> _Run:
+def _resume(inputs: _Inputs) -> _Run:
+    output, device = inputs.output, inputs.device
     state_path = output / STATE_FILE
     if not state_path.is_file():
         raise TrainingError(
@@ -214,9 +201,9 @@ def _resume(
             f"{output / LAST_DIR} is at step {checkpoint.metadata.get('step')} but {state_path}"
             f" at step {saved['state']['step']}: the run was interrupted while saving; start afresh"
         )
-    config = _resumed_config(TrainConfig.from_dict(saved["train_config"]), config)
+    config = _resumed_config(TrainConfig.from_dict(saved["train_config"]), inputs.config)
     if checkpoint.model_config != dataclasses.replace(
-        model_config, vocab_size=checkpoint.model_config.vocab_size
+        inputs.model_config, vocab_size=checkpoint.model_config.vocab_size
     ):
         logger.warning("resuming with the saved model config %s", checkpoint.model_config)
     model = checkpoint.model.to(device).train()
@@ -225,19 +212,9 @@ def _resume(
             f"{output / LAST_DIR} has a {checkpoint.tokenizer.kind} tokenizer:"
             " training resumes SentencePiece checkpoints only"
         )
-    run = _make_run(
-        model,
-        checkpoint.tokenizer,
-        train_pairs=train_pairs,
-        valid_pairs=valid_pairs,
-        output=output,
-        config=config,
-        decode=decode,
-        device=device,
-        data_info=data_info,
-    )
+    run = _make_run(model, checkpoint.tokenizer, dataclasses.replace(inputs, config=config))
     run.state = TrainerState(**saved["state"])
-    if run.state.data_digest != data_digest(train_pairs):
+    if run.state.data_digest != data_digest(inputs.train_pairs):
         raise TrainingError(
             f"the training pairs differ from those the run in {output} started with (same file,"
             " fields and --limit are needed to resume); start a new run instead"
@@ -247,18 +224,8 @@ def _resume(
     return run
 
 
-def _make_run(
-    model: Seq2Seq,
-    tokenizer: Tokenizer,
-    *,
-    train_pairs: Sequence[tuple[str, str]],
-    valid_pairs: Sequence[tuple[str, str]],
-    output: Path,
-    config: TrainConfig,
-    decode: DecodeConfig,
-    device: str,
-    data_info: dict[str, Any],
-) -> _Run:
+def _make_run(model: Seq2Seq, tokenizer: Tokenizer, inputs: _Inputs) -> _Run:
+    config, valid_pairs = inputs.config, inputs.valid_pairs
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.lr,
@@ -271,15 +238,15 @@ def _make_run(
         model=model,
         tokenizer=tokenizer,
         optimizer=optimizer,
-        train=encode_pairs(tokenizer, train_pairs, config),
+        train=encode_pairs(tokenizer, inputs.train_pairs, config),
         valid=encode_pairs(tokenizer, valid_pairs, config),
         rouge_sample=[(valid_pairs[i][0], valid_pairs[i][1]) for i in picks],
         config=config,
-        decode=decode,
-        output=output,
-        device=device,
+        decode=inputs.decode,
+        output=inputs.output,
+        device=inputs.device,
         state=TrainerState(),
-        data_info=data_info,
+        data_info=inputs.data_info,
     )
     per_epoch = len(epoch_batches(run.train, config, 0))
     run.horizon = config.max_steps or per_epoch * config.max_epochs

@@ -22,6 +22,7 @@ import pytest
 from apache_beam.portability import common_urns
 
 from pipeline.options import parse_options
+from pipeline.preflight import RunPlan
 from pipeline.run import build_pipeline
 from s2s_model import DecodeConfig
 from tests.conftest import WORDS
@@ -68,7 +69,19 @@ def test_ten_times_the_lines_in_nearly_the_same_memory(
 def _graph_problems(tmp_path: Path, *extra: str) -> list[str]:
     options = parse_options(["--input", "x", "--output", str(tmp_path), *extra])
     p = beam.Pipeline(options=options)
-    build_pipeline(p, options, decode=DecodeConfig(), progress_dir=str(tmp_path))
+    settings = options.runtime_settings()
+    plan = RunPlan(
+        patterns=["x"],
+        shards=1,
+        output=str(tmp_path),
+        model="bundled",
+        fingerprint="0" * 16,
+        decode=DecodeConfig(),
+        settings=settings,
+        window=options.window(settings.device),
+        runner=options.runner_name(),
+    )
+    build_pipeline(p, options, plan, progress_dir=str(tmp_path))
     proto = p.to_runner_api()
     transforms = proto.components.transforms
     producers = {pcoll: t.unique_name for t in transforms.values() for pcoll in t.outputs.values()}

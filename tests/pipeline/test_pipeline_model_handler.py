@@ -20,14 +20,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.dead_letters import dead_letter
 from pipeline.model_handler import InferenceFailure, Seq2SeqModelHandler, preloaded
 from pipeline.reuse import AnswerSettings, RowKeys
+from pipeline.sinks import DEAD_LETTER, SUMMARIES
 from pipeline.sources import Document
-from pipeline.transforms import (
-    DEAD_LETTER,
-    EMPTY_DETAIL,
-    SUMMARIES,
-    SummarizeDocuments,
-    summary_row,
-)
+from pipeline.transforms import EMPTY_DETAIL, SummarizeDocuments, summary_row
 from s2s_model import DecodeConfig, DeviceError, RuntimeSettings, Source, Summarizer, Summary
 from s2s_model.config import Precision, Quantize
 from tests.conftest import make_texts

@@ -18,6 +18,7 @@ from pipeline.options import (
 )
 from s2s_model import DecodeConfig
 from s2s_model.config import GPU_MAX_BATCH_TOKENS
+from s2s_model.device import DeviceError
 
 
 def test_every_decode_field_is_a_flag_with_its_help() -> None:
@@ -104,7 +105,10 @@ def test_all_cores_by_default_on_one_local_worker_and_one_search_elsewhere(
     assert threads("--runner", "DataflowRunner") == 1
     assert threads("--search_threads", "3") == 3
     assert threads("--runner", "DataflowRunner", "--search_threads", "2") == 2
+    assert threads("--device", "cuda", "--runner", "DataflowRunner") == 1
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert threads("--device", "cuda") == 1
+    assert threads() == 1
 
 
 @pytest.mark.parametrize("gpu_seen", [True, False])
@@ -117,7 +121,7 @@ def test_a_gpu_worker_gets_large_batches_and_one_search_by_default(
     def chosen(*flags: str) -> tuple[int, int, int]:
         options = parse_options(["--input", "x", "--output", "y", *flags])
         settings = options.runtime_settings()
-        return settings.max_batch_tokens, options.window(), settings.search_threads
+        return settings.max_batch_tokens, options.window(settings.device), settings.search_threads
 
     gpu, cpu = (GPU_MAX_BATCH_TOKENS, GPU_BATCH_WINDOW, 1), (6000, 512, 6)
     assert chosen() == (gpu if gpu_seen else cpu)
@@ -126,7 +130,12 @@ def test_a_gpu_worker_gets_large_batches_and_one_search_by_default(
     assert chosen("--device", "cuda", "--runner", "DataflowRunner") == gpu
     assert chosen("--device", "auto", "--runner", "DataflowRunner") == (6000, 512, 1)
     flags = ("--max_batch_tokens", "999", "--batch_window", "7", "--search_threads", "2")
-    assert chosen("--device", "cuda", *flags) == (999, 7, 2)
+    assert chosen("--device", "cuda", "--runner", "DataflowRunner", *flags) == (999, 7, 2)
+    if gpu_seen:
+        assert chosen("--device", "cuda", *flags) == (999, 7, 2)
+    else:  # local workers run here: a GPU this machine lacks is refused while planning
+        with pytest.raises(DeviceError, match="device 'cuda' asked for"):
+            chosen("--device", "cuda")
 
 
 @pytest.mark.parametrize("gpu_seen", [True, False])
@@ -137,16 +146,17 @@ def test_a_local_gpu_run_works_two_windows_at_once_unless_told_otherwise(
 
     def workers(*flags: str) -> tuple[bool, int, str]:
         options = parse_options(["--input", "x", "--output", "y", *flags])
-        changed = options.overlap_on_gpu()
+        changed = options.overlap_on_gpu(options.runtime_settings().device)
         direct = options.view_as(DirectOptions)
         return changed, direct.direct_num_workers, direct.direct_running_mode
 
     overlapped = (True, GPU_LOCAL_BUNDLE_THREADS, "multi_threading")
     assert workers() == (overlapped if gpu_seen else (False, 1, "in_memory"))
-    assert workers("--device", "cuda") == overlapped
     assert workers("--device", "cpu") == (False, 1, "in_memory")
     assert workers("--device", "cuda", "--runner", "DataflowRunner") == (False, 1, "in_memory")
-    mode = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "3")
-    assert workers("--device", "cuda", *mode) == (False, 3, "multi_processing")
-    one = ("--direct_running_mode", "multi_threading")
-    assert workers("--device", "cuda", *one) == (False, 1, "multi_threading")
+    if gpu_seen:
+        assert workers("--device", "cuda") == overlapped
+        mode = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "3")
+        assert workers("--device", "cuda", *mode) == (False, 3, "multi_processing")
+        one = ("--direct_running_mode", "multi_threading")
+        assert workers("--device", "cuda", *one) == (False, 1, "multi_threading")

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from pipeline import run as run_module
+from pipeline.options import SummarizeOptions
 from pipeline.preflight import parse, preflight
 from pipeline.run import PreflightError, RunFailed, run
 from pipeline.sinks import DEAD_LETTER_SCHEMA, summary_schema
-from s2s_model import DecodeConfig, Summarizer
+from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from tests.conftest import make_texts
 from tests.pipeline_fixtures import (
     DirtyCorpus,
@@ -274,6 +276,34 @@ def test_a_local_run_reads_the_model_files_once(
     report = run(summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint))
     assert report.summarized == 5
     assert loads == [str(tiny_checkpoint)]
+
+
+def test_a_local_run_plans_once_and_asks_torch_for_the_device_once(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flags -> settings -> device are worked out once, in preflight; the job is built from that
+    plan and its worker takes it as it is (nothing downstream resolves the device again)."""
+    plans: list[object] = []
+    probes: list[object] = []
+    real_settings = SummarizeOptions.runtime_settings
+    real_available = torch.cuda.is_available
+
+    def planned(options: SummarizeOptions) -> RuntimeSettings:
+        plans.append(options)
+        return real_settings(options)
+
+    def probed() -> bool:
+        probes.append(None)
+        return real_available()
+
+    monkeypatch.setattr(SummarizeOptions, "runtime_settings", planned)
+    monkeypatch.setattr(torch.cuda, "is_available", probed)
+    shard = write_lines(tmp_path / "in.txt", make_texts(5))
+    argv = summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint)
+    report = run([*argv, "--device", "auto"])
+    assert report.summarized == 5
+    assert len(plans) == 1
+    assert len(probes) in (1, 2)
 
 
 def test_only_a_local_run_keeps_preflights_model_for_its_workers(
