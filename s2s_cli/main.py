@@ -54,14 +54,15 @@ class ProgressLine:
     stderr: in place on a terminal, else every PROGRESS_EVERY_S seconds."""
 
     def __init__(self) -> None:
+        from pipeline.progress import progress_text  # Beam: only once a job runs
+
+        self._text = progress_text
         self._tty = sys.stderr.isatty()
         self._printed_at = 0.0
         self._shown = False
 
     def __call__(self, done: int, elapsed: float, reused: int | None = None) -> None:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        split = "" if reused is None else f" ({reused:,} reused)"
-        text = f"{done:,} documents done{split}, {rate:,.1f} docs/s"
+        text = self._text(done, elapsed, reused)
         if self._tty:
             click.echo(f"\r{text}   ", nl=False, err=True)
             self._shown = True
@@ -78,7 +79,7 @@ class ProgressLine:
 LAZY_COMMANDS = {
     "train": "s2s_cli.train_commands:train",
     "evaluate": "s2s_cli.train_commands:evaluate",
-    "corpus": "s2s_cli.train_commands:corpus",
+    "corpus": "s2s_cli.corpus_commands:corpus",
     "import-opennmt": "s2s_cli.opennmt_import:import_opennmt_command",
 }
 

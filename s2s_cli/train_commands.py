@@ -1,25 +1,31 @@
-"""``s2s train``, ``s2s evaluate`` and ``s2s corpus``: thin click layers over library functions.
+"""``s2s train`` and ``s2s evaluate``: thin click layers over library functions.
 
 torch, rouge-score and pyarrow are imported inside the commands, so ``s2s --help`` stays fast
-(``s2s evaluate --help`` reads DecodeConfig's fields, which loads s2s_model and torch).
+(the decode flags are built from ``s2s_model.config``'s fields, which loads no torch).
 Errors a user can fix (bad files, bad fields, bad settings) are ``S2SError``s, which
 ``S2SCommand`` prints as one line naming the problem, no traceback.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from s2s_cli.command import S2SCommand, S2SGroup
+from s2s_cli.command import S2SCommand
+from s2s_model.config import (
+    DEFAULT_DEVICE,
+    DEVICES,
+    DecodeConfig,
+    ModelConfig,
+    TrainConfig,
+    field_specs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +135,6 @@ def build_configs(
 ) -> tuple[Any, Any, Any, list[Any]]:
     """ModelConfig, TrainConfig, DecodeConfig and the decode candidates (each a set of changes
     to the DecodeConfig) from config-file sections plus flags."""
-    from s2s_model.config import DecodeConfig, ModelConfig, TrainConfig
-
     train_values = {**sections.get("train", {}), **train_overrides}
     try:
         train_config = TrainConfig.from_dict(train_values)
@@ -156,10 +160,10 @@ def build_configs(
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N pairs")
 @click.option(
     "--device",
-    type=click.Choice(["cpu", "cuda", "auto"]),
-    default="cpu",
+    type=click.Choice(DEVICES),
+    default=DEFAULT_DEVICE,
     show_default=True,
-    help="where to train; 'auto' takes a GPU when there is one",
+    help="where to train; 'auto' takes a GPU when torch can use one, else the CPU",
 )
 @click.option("--progress/--no_progress", default=True, help="show the progress bar")
 def train(
@@ -234,27 +238,20 @@ summary columns (a content word repeated, words not in the source; with --known_
 glued or cut words), for the system and for the references.
 """
 
-_DECODE_HINTS: dict[str, Any] = {}
-
 
 def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """One --flag per DecodeConfig field, default None (= the model's saved setting)."""
-    from s2s_model.config import DecodeConfig
-
-    if not _DECODE_HINTS:
-        _DECODE_HINTS.update(typing.get_type_hints(DecodeConfig))
-    for field in reversed(dataclasses.fields(DecodeConfig)):
-        hint = _DECODE_HINTS[field.name]
-        flag = f"--{field.name}"  # the spelling of s2s summarize's (Beam-style) flags
-        help_text = f"decoding: {field.metadata['help']} (default: the model's)"
-        if hint is bool:
-            option = click.option(f"{flag}/--no_{flag[2:]}", field.name, default=None,
+    for spec in reversed(field_specs(DecodeConfig)):
+        flag = f"--{spec.name}"  # the spelling of s2s summarize's (Beam-style) flags
+        help_text = f"decoding: {spec.help} (default: the model's)"
+        if spec.kind is bool:
+            option = click.option(f"{flag}/--no_{spec.name}", spec.name, default=None,
                                   help=help_text)  # fmt: skip
-        elif typing.get_origin(hint) is typing.Literal:
-            choice = click.Choice([str(a) for a in typing.get_args(hint)])
-            option = click.option(flag, field.name, type=choice, default=None, help=help_text)
+        elif spec.choices is not None:
+            choice = click.Choice(spec.choices)
+            option = click.option(flag, spec.name, type=choice, default=None, help=help_text)
         else:
-            option = click.option(flag, field.name, type=hint, default=None, help=help_text)
+            option = click.option(flag, spec.name, type=spec.kind, default=None, help=help_text)
         function = option(function)
     return function
 
@@ -365,98 +362,3 @@ def _write_outputs(
     if predictions_out:
         text = "".join(" ".join(o.split()) + "\n" for o in outputs)
         Path(predictions_out).write_text(text, encoding="utf-8")
-
-
-# --- corpus -------------------------------------------------------------------------------------
-
-
-@click.group(cls=S2SGroup)
-def corpus() -> None:
-    """Build training corpora."""
-
-
-DEBIAN_HELP = """Build (description -> synopsis) pairs from Debian's package descriptions.
-
-\b
-  s2s corpus debian data/debian                  # from apt's lists (see below)
-  s2s corpus debian data/debian --from_jsonl debian_descriptions.jsonl.gz
-
-Reads apt's Translation-en and Packages indexes (fetch them with
-`apt-get -o Acquire::Languages=en update`), or an extracted JSONL file. Deduplicates by
-Description-md5 and by description, splits by a hash of the source package, and writes
-OUT_DIR/{train,valid,test}.jsonl (fields md5, package, source, synopsis, description) and
-OUT_DIR/corpus_info.json. Train with --text_field description --summary_field synopsis.
-"""
-
-
-@corpus.command(help=DEBIAN_HELP)
-@click.argument("out_dir")
-@click.option("--from_jsonl", default=None, help="extracted records (md5, package, source, ...)")
-@click.option("--translation", multiple=True, help="a Translation-en index file (repeatable)")
-@click.option("--packages", multiple=True, help="a Packages index file, for source names")
-@click.option("--lists_dir", default="/var/lib/apt/lists", show_default=True,
-              help="where apt keeps its indexes")  # fmt: skip
-@click.option("--test_fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
-              help="share of source-package hash buckets in the test split")  # fmt: skip
-@click.option("--valid_fraction", type=click.FloatRange(0, 1), default=0.02, show_default=True,
-              help="share of source-package hash buckets in the validation split")  # fmt: skip
-def debian(
-    out_dir: str,
-    from_jsonl: str | None,
-    translation: tuple[str, ...],
-    packages: tuple[str, ...],
-    lists_dir: str,
-    test_fraction: float,
-    valid_fraction: float,
-) -> None:
-    from s2s_cli import corpus as debian_corpus
-
-    try:
-        records, inputs = _debian_records(from_jsonl, translation, packages, lists_dir)
-        info = debian_corpus.write_corpus(records, out_dir, inputs=inputs,
-                                          test_fraction=test_fraction,
-                                          valid_fraction=valid_fraction)  # fmt: skip
-    except (debian_corpus.CorpusError, OSError) as err:
-        raise click.ClickException(str(err)) from None
-    counts = ", ".join(f"{k} {v['records']:,}" for k, v in info["splits"].items())
-    click.echo(f"{info['records_kept']:,} pairs from {info['records_read']:,} records: {counts}")
-    click.echo(f"wrote {out_dir}/{{train,valid,test}}.jsonl and corpus_info.json")
-
-
-def _debian_records(
-    from_jsonl: str | None,
-    translation: tuple[str, ...],
-    packages: tuple[str, ...],
-    lists_dir: str,
-) -> tuple[list[Any], list[str]]:
-    from s2s_cli import corpus as debian_corpus
-
-    if from_jsonl:
-        return debian_corpus.descriptions_from_jsonl(from_jsonl), [from_jsonl]
-    if translation:
-        translations, package_files = [Path(t) for t in translation], [Path(p) for p in packages]
-    else:
-        translations, package_files = debian_corpus.find_apt_lists(lists_dir)
-        if packages:
-            package_files = [Path(p) for p in packages]
-    records = debian_corpus.descriptions_from_apt(translations, package_files)
-    return records, [str(p) for p in [*translations, *package_files]]
-
-
-@corpus.command()
-@click.argument("split_file")
-@click.argument("out_dir")
-@click.option("--docs", type=click.IntRange(min=1), default=400, show_default=True,
-              help="documents in all")  # fmt: skip
-@click.option("--shards", type=click.IntRange(min=1), default=4, show_default=True,
-              help="files; even ones JSONL, odd ones plain lines")  # fmt: skip
-def sample(split_file: str, out_dir: str, docs: int, shards: int) -> None:
-    """A small demo corpus from a split file written by `s2s corpus debian`."""
-    from s2s_cli import corpus as debian_corpus
-
-    try:
-        records = debian_corpus.descriptions_from_jsonl(split_file)
-        written = debian_corpus.write_sample(records, out_dir, docs=docs, shards=shards)
-    except (debian_corpus.CorpusError, OSError) as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(f"wrote {min(docs, len(records))} documents in {len(written)} shards to {out_dir}")

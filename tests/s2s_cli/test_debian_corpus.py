@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from s2s_cli.corpus import (
+from s2s_cli.debian_corpus import (
     CorpusError,
     Description,
     deduplicate,
