@@ -34,7 +34,8 @@ model: $(STAMP)
 	bash recipes/debian-synopsis.sh
 
 # Throughput and memory figures (never part of make test): tables on stdout, JSON and PNG
-# under benchmarks/results/. OpenNMT-py is timed too when ../shared/anchors/opennmt is set up.
+# under benchmarks/results/<date>/ (one folder per sitting; a second run the same day writes
+# name-2.json). OpenNMT-py is timed too when ../shared/anchors/opennmt is set up.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.decode --rounds 2 --opennmt
 	$(BIN)/python -m benchmarks.pipeline_bench
@@ -47,6 +48,6 @@ clean:
 
 # What only a GPU can show (CUDA vs CPU agreement, bf16, GPU throughput, host syncs, a real
 # out-of-memory, training): run on an NVIDIA GPU machine with a CUDA torch, no venv needed.
-# Figures go to benchmarks/results/gpu/gpu.json; at most 8 minutes.
+# Figures go to benchmarks/results/<date>/gpu.json; at most 8 minutes.
 bench-gpu:
-	PYTHONPATH=. python3 -m benchmarks.gpu --out benchmarks/results/gpu
+	PYTHONPATH=. python3 -m benchmarks.gpu

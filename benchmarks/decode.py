@@ -3,9 +3,9 @@ sorted batches of 64) for each variant, in fresh processes, interleaved, best an
 
     python -m benchmarks.decode [--rounds 3] [--docs 1000] [--opennmt]
 
-Prints a table and writes benchmarks/results/decode.json. With --opennmt, OpenNMT-py's own
-timing script (../shared/anchors/opennmt/bench_decode.py, in its virtualenv) runs the same work
-interleaved with ours.
+Prints a table and writes benchmarks/results/<date>/decode.json (benchmarks/sitting.py). With
+--opennmt, OpenNMT-py's own timing script (../shared/anchors/opennmt/bench_decode.py, in its
+virtualenv) runs the same work interleaved with ours.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("results")
+from benchmarks.sitting import RESULTS, machine, result_stem, write_json
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "opennmt"
 ONMT_VENV = Path(os.environ.get("ONMT_VENV", Path.home() / "s2s-anchors" / "onmt-venv"))
 ANCHOR_DATA = Path(os.environ.get("ANCHOR_DATA", Path.home() / "s2s-anchors" / "debian"))
@@ -195,8 +196,8 @@ def report(times: dict[str, list[float]], docs: int) -> None:
         "rows": rows,
         "raw_seconds": times,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "decode.json").write_text(json.dumps(result, indent=2) + "\n")
+    written = write_json(result_stem("decode").with_suffix(".json"), result)
+    print(f"wrote {written}")
     print(f"fixed work: {docs} docs x beam 4 x 30 tokens = {flops / 1e12:.2f} TFLOP")
     print(f"matmul ceiling: {ceiling[1]:.0f} GFLOP/s (1 thread), {ceiling[2]:.0f} (2 threads)")
     header = (
@@ -211,26 +212,6 @@ def report(times: dict[str, list[float]], docs: int) -> None:
             f"{r['variant']:44} {r['best_s']:7.1f} {r['docs_per_s']:7.1f} {r['gflops']:8.1f}"
             f" {r['fraction_of_ceiling']:8.0%} {same:>18} {vs:>10}"
         )
-
-
-def machine() -> dict[str, object]:
-    import platform
-
-    import torch
-
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "loadavg_at_end": os.getloadavg(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 if __name__ == "__main__":

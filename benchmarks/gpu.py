@@ -2,13 +2,16 @@
 
 Runs with a plain ``python3`` that has a CUDA torch (2.11 or newer) and the repository on
 ``PYTHONPATH``; Beam may be missing (the pipeline parts then say so and are skipped). Every figure
-goes to ``OUT/gpu.json`` (default ``benchmarks/results/gpu``); each part is timed and its failure
+goes to ``OUT/gpu.json`` (default ``benchmarks/results/<date>/gpu.json``, ``gpu-2.json`` on a
+later run the same day: benchmarks/sitting.py); each part is timed and its failure
 recorded instead of ending the run, so one broken part still leaves the others' figures.
 
 Parts:
 
-1. ``agreement``: the bundled model on 200 example documents, CUDA (fp32, TF32 off) against the
-   CPU: identical summaries and the largest score difference.
+1. ``agreement``: the bundled model on 200 example documents, CUDA (fp32) against the CPU:
+   identical summaries and the largest score difference, twice: at the TF32 settings the product
+   runs with (torch's, which the product never changes: cuDNN's LSTMs may use TF32), then with
+   TF32 off in matmuls and cuDNN. Later parts run at the product's settings again.
 2. ``bf16``: the same documents under bf16 autocast on CUDA: agreement with fp32 and speed.
 3. ``throughput``: the fixed decode work (reference model, beam 4, exactly 30 tokens) in docs/s
    at several token budgets on the GPU, against one CPU core and all of them.
@@ -44,20 +47,21 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks.sitting import result_stem, write_json
 from s2s_model import RuntimeSettings, Summarizer
 from s2s_model.config import Precision
 from s2s_model.device import device_info
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "debian"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu"
 BUDGETS = (6_000, 24_000, 96_000)
 SCORE_TOLERANCE = 1e-3
 
@@ -86,24 +90,48 @@ def _timed(device: str, work: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+def tf32_settings() -> dict[str, bool]:
+    return {
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+
+
+@contextmanager
+def tf32(allowed: bool | None) -> Iterator[dict[str, bool]]:
+    """TF32 in matmuls and cuDNN set to ``allowed`` (None: left as they are) for the block, and
+    put back after it; yields the settings in effect."""
+    before = tf32_settings()
+    if allowed is not None:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+        torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield tf32_settings()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before["matmul_allow_tf32"]
+        torch.backends.cudnn.allow_tf32 = before["cudnn_allow_tf32"]
+
+
 def agreement(device: str, docs: int) -> dict[str, Any]:
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    """The device's summaries against the CPU's, at the product's TF32 settings and TF32 off."""
     texts = example_texts(docs)
     cpu = Summarizer.load(settings=RuntimeSettings(device="cpu"))
     gpu = Summarizer.load(settings=RuntimeSettings(device=device))
     reference, cpu_s = _timed("cpu", lambda: cpu.summarize(texts))
-    ours, gpu_s = _timed(device, lambda: gpu.summarize(texts))
-    same = sum(a.text == b.text for a, b in zip(reference, ours, strict=True))
-    diffs = [abs(a.score - b.score) for a, b in zip(reference, ours, strict=True)]
-    return {
-        "documents": len(texts),
-        "identical_summaries": same,
-        "identical_fraction": same / len(texts),
-        "max_score_diff": max(diffs),
-        "cpu_seconds": cpu_s,
-        "gpu_seconds": gpu_s,
-    }
+    result: dict[str, Any] = {"documents": len(texts), "cpu_seconds": cpu_s}
+    for name, allowed in (("product_tf32", None), ("tf32_off", False)):
+        with tf32(allowed) as settings:
+            ours, gpu_s = _timed(device, lambda: gpu.summarize(texts))
+        same = sum(a.text == b.text for a, b in zip(reference, ours, strict=True))
+        diffs = [abs(a.score - b.score) for a, b in zip(reference, ours, strict=True)]
+        result[name] = {
+            **settings,
+            "identical_summaries": same,
+            "identical_fraction": same / len(texts),
+            "max_score_diff": max(diffs),
+            "gpu_seconds": gpu_s,
+        }
+    return result
 
 
 def bf16(device: str, docs: int) -> dict[str, Any]:
@@ -464,7 +492,7 @@ def training(device: str, steps: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, help="folder (default: the sitting's, dated)")
     parser.add_argument("--smoke", action="store_true", help="every part, small, on any device")
     parser.add_argument("--corpus", type=Path, help="JSONL corpus for the defaults parts")
     parser.add_argument("--corpus_docs", type=int, default=8192)
@@ -498,7 +526,9 @@ def main() -> None:
         parts["pipeline_scale"] = lambda: pipeline_scale(device, texts, args.pipeline_flags)
     if args.parts:
         parts = {name: parts[name] for name in args.parts.split(",")}
+    out = result_stem("gpu", folder=args.out).with_suffix(".json")
     report: dict[str, Any] = {"machine": device_info(device), "smoke": small}
+    report["machine"]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if device == "cuda":
         report["machine"]["gpu_memory_gib"] = (
             torch.cuda.get_device_properties(0).total_memory / 2**30
@@ -511,9 +541,8 @@ def main() -> None:
             report[name] = {"error": traceback.format_exc()[-3000:]}
         report[name]["part_seconds"] = round(time.perf_counter() - started, 2)
         print(f"{name}: {json.dumps(report[name])[:400]}", flush=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out / 'gpu.json'}")
+        write_json(out, report)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ detokenizing, the quality columns and the Parquet files all run as in a real job
 For each: docs/s of each size, the marginal docs/s between the two sizes (fixed costs removed:
 the rate a long job settles at), peak RSS of each child, and, with ``--profile``, the top of a
 cProfile of the largest run. Documents come from ``../shared/data/debian-descriptions`` where
-it exists, else the sample corpus (examples/debian), cycled. Writes benchmarks/results/host.json.
+it exists, else the sample corpus (examples/debian), cycled. Writes
+benchmarks/results/<date>/host.json (``--name``; benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.decode import machine
 from benchmarks.pipeline_bench import sample_texts
+from benchmarks.sitting import machine, result_stem, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("results")
 DEBIAN = ROOT.parent / "shared" / "data" / "debian-descriptions" / "debian_descriptions.jsonl.gz"
 SHARDS = 4
 DEVICE_WAIT_S = 0.0002  # a 5,000 docs/s device
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--rounds", type=int, default=2, help="runs per size (best kept)")
     parser.add_argument("--profile", action="store_true", help="profile the largest run")
-    parser.add_argument("--out", default=str(RESULTS / "host.json"))
+    parser.add_argument("--name", default="host", help="result file name in the sitting's folder")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,8 +205,7 @@ def main() -> None:
         "rounds": args.rounds,
         "results": results,
     }
-    Path(args.out).parent.mkdir(exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {write_json(result_stem(args.name).with_suffix('.json'), report)}")
     for result in results:
         print(json.dumps({k: v for k, v in result.items() if k != "profile"}))
         for line in result.get("profile", [])[:40]:

@@ -14,7 +14,8 @@ its README). Free decoding as in real use (beam 4, max length 30, length penalty
   start to exit: `onmt_translate` on one file against `python -m pipeline` over shards with two
   1-thread workers, as processes and as threads.
 
-Writes benchmarks/results/opennmt.json.
+Writes benchmarks/results/<date>/opennmt.json (``--jobs-only``: opennmt_jobs.json; see
+benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.decode import ANCHOR_DATA, ONMT_ENV, ONMT_VENV, RESULTS, SHARED
+from benchmarks.decode import ANCHOR_DATA, ONMT_ENV, ONMT_VENV, SHARED
+from benchmarks.sitting import machine, result_stem, write_json
 
 TIE = 1e-4
 DECODE: dict[str, Any] = {
@@ -225,8 +227,8 @@ def main() -> None:
             jobs["job_speedup_default"] = round(
                 jobs["onmt_translate_s"] / jobs["pipeline_default_s"], 2
             )
-            RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "opennmt_jobs.json").write_text(json.dumps(jobs, indent=2) + "\n")
+            jobs = {"machine": machine(), **jobs}
+            write_json(result_stem("opennmt_jobs").with_suffix(".json"), jobs)
             print(json.dumps(jobs, indent=2))
             return
         onmt_s, ours_s, plain_s, intra_s = [], [], [], []
@@ -244,6 +246,7 @@ def main() -> None:
                     sys.exit("refill or threading changed a summary: a bug")
         jobs = whole_jobs(checkpoint, model, texts, work, args.job_rounds)
         result = {
+            "machine": machine(),
             "checkpoint": model.name,
             "decode": DECODE,
             "agreement": agreement(checkpoint, texts, ours, theirs),
@@ -264,8 +267,7 @@ def main() -> None:
             ),
             "mean_summary_tokens": round(sum(len(s.tokens) for s in ours) / len(ours), 2),
         }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "opennmt.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result_stem("opennmt").with_suffix(".json"), result)
     shown = {k: v for k, v in result.items() if k != "agreement"}
     shown["agreement"] = {k: v for k, v in result["agreement"].items() if k != "differences"}
     print(json.dumps(shown, indent=2))

@@ -11,7 +11,7 @@ runs gives its marginal docs/s (the rate a long job settles at, fixed costs remo
 Documents are the sample corpus's texts (examples/debian), cycled to the wanted count, written as
 plain-line shards. Both sides use one torch thread and the model's own decoding settings. The
 memory runs decode with beam 1 and at most 8 tokens: they measure how memory grows with the
-corpus, not decoding. Writes benchmarks/results/pipeline.json.
+corpus, not decoding. Writes benchmarks/results/<date>/pipeline.json (benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.sitting import machine, result_stem, write_json
 from s2s_model import Summarizer
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("results")
 SHARDS = 4
 
 
@@ -104,6 +104,7 @@ def main() -> None:
             write_shards(work / f"mem{count}", count)
             memory[count] = peak_rss_mib(work / f"mem{count}", work / f"memout{count}", args.model)
     result = {
+        "machine": machine(),
         "docs": args.docs,
         "summarizer_docs_per_s": round(args.docs / bare, 2),
         "pipeline_docs_per_s": round(args.docs / piped, 2),
@@ -115,8 +116,7 @@ def main() -> None:
         "peak_rss_mib": memory,
         "rss_ratio_10k_over_1k": round(memory[10_000] / memory[1000], 3),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result_stem("pipeline").with_suffix(".json"), result)
     print(json.dumps(result, indent=2))
 
 

@@ -1,15 +1,15 @@
 """What the cheaper decoding costs in quality: the bundled model on its test split, exact against
 ``--quantize int8``, ``--shortlist N``, both, and narrower beams, with ROUGE-L, its change, the
-fraction of summaries that change, and docs/s (one thread): the quality-speed frontier, also drawn
-as ``results/frontier.png``. Which int8 kernels run (torch's quantized engine, the CPU's vector
-capability, VNNI) is recorded beside the figures.
+fraction of summaries that change, and docs/s (one thread): the quality-speed frontier, also
+drawn as ``frontier.png`` beside the JSON. Which int8 kernels run (torch's quantized engine, the
+CPU's vector capability, VNNI) is recorded beside the figures.
 
     python -m benchmarks.quality [--docs N] [--threads 1]
 
 The test split is the bundled model's own (split by source package, 1,155 documents), rebuilt from
 ``../shared/data/debian-descriptions`` by ``s2s corpus debian`` when ``build/debian-synopsis/data``
 lacks it (``split_file`` in benchmarks/trust.py).
-Writes benchmarks/results/quality.json.
+Writes benchmarks/results/<date>/quality.json (benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.sitting import machine, result_stem, write_json
 from benchmarks.trust import SUMMARY, TEXT, split_file
 from s2s_model import Summarizer
 from s2s_model.evaluation import rouge
-
-RESULTS = Path(__file__).with_name("results")
 
 
 @dataclass(frozen=True)
@@ -122,10 +121,18 @@ def main() -> None:
         )
     for row in rows:
         row["rougeL_change"] = round(float(row["rougeL"]) - float(rows[0]["rougeL"]), 2)
-    RESULTS.mkdir(exist_ok=True)
-    result = {"docs": len(texts), "threads": args.threads, "kernels": kernels(), "rows": rows}
-    draw_frontier(rows, RESULTS / "frontier.png")
-    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = {
+        "machine": machine(),
+        "docs": len(texts),
+        "threads": args.threads,
+        "kernels": kernels(),
+        "rows": rows,
+    }
+    stem = result_stem("quality")  # the plot of quality-2.json is frontier-2.png
+    write_json(stem.with_suffix(".json"), result)
+    draw_frontier(
+        rows, stem.with_name(stem.name.replace("quality", "frontier")).with_suffix(".png")
+    )
     print(f"bundled model, {len(texts)} test documents, {args.threads} thread(s)")
     print(f"{'setting':24} {'ROUGE-L':>8} {'change':>7} {'changed':>8} {'docs/s':>7}")
     for row in rows:

@@ -10,7 +10,7 @@ outputs are compared row by row (the same summary; scores within 1e-5).
 Documents are the long descriptions of ../shared/data/debian-descriptions (61,773 records; see
 its SOURCE.md), a seeded sample, written as jsonl shards (``id`` = the record's md5) under
 ``--workdir``, outside the repository. The bundled model, its own decoding settings, one torch
-thread. Writes benchmarks/results/reuse.json.
+thread. Writes benchmarks/results/<date>/reuse.json (benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from benchmarks.sitting import machine, result_stem, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("results")
 CORPUS = ROOT.parent / "shared" / "data" / "debian-descriptions" / "debian_descriptions.jsonl.gz"
 SEED = 16
 SCORE_TOLERANCE = 1e-5
@@ -120,8 +121,7 @@ def main() -> None:
         },
         "day2_rows_compared": compare(out / "day2-reuse", out / "day2-fresh"),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reuse.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(result_stem("reuse").with_suffix(".json"), {"machine": machine(), **result})
     print(json.dumps(result, indent=2))
 
 

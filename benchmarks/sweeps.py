@@ -3,7 +3,7 @@ work's reference model (one thread, 128 documents, exactly 30 tokens), plotted a
 
     python -m benchmarks.sweeps [--docs 128]
 
-Writes benchmarks/results/sweeps.json and sweeps.png.
+Writes benchmarks/results/<date>/sweeps.json and sweeps.png (benchmarks/sitting.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.sitting import machine, result_stem, write_json
 from benchmarks.workload import FIXED, documents, reference_model
 from s2s_model.search import search_documents
 
-RESULTS = Path(__file__).with_name("results")
 BUDGETS = (1500, 3000, 6000, 12000, 24000)
 BEAMS = (1, 2, 4, 8)
 
@@ -40,10 +40,16 @@ def main() -> None:
     docs = documents(args.docs)
     by_budget = {b: round(docs_per_s(docs, b, FIXED.beam_size), 2) for b in BUDGETS}
     by_beam = {k: round(docs_per_s(docs, 6000, k), 2) for k in BEAMS}
-    result = {"docs": args.docs, "threads": 1, "by_budget": by_budget, "by_beam": by_beam}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sweeps.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(by_budget, by_beam, RESULTS / "sweeps.png")
+    result = {
+        "machine": machine(),
+        "docs": args.docs,
+        "threads": 1,
+        "by_budget": by_budget,
+        "by_beam": by_beam,
+    }
+    stem = result_stem("sweeps")
+    write_json(stem.with_suffix(".json"), result)
+    plot(by_budget, by_beam, stem.with_suffix(".png"))
     print(json.dumps(result, indent=2))
 
 
