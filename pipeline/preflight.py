@@ -7,10 +7,12 @@ run that passes preflight is described by a ``RunPlan``.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
@@ -19,12 +21,24 @@ from pipeline.model_handler import load_summarizer
 from pipeline.options import DEFAULT_RUNNER, OptionsError, SummarizeOptions, parse_options
 from pipeline.output import MANIFEST_VERSION
 from pipeline.reuse import usable_directories
-from pipeline.sinks import LOCAL_SCHEMES, success_path
+from pipeline.sinks import (
+    DEAD_LETTER,
+    FILE_PREFIX,
+    FILE_SUFFIX,
+    LOCAL_SCHEMES,
+    SUCCESS_FILE,
+    SUMMARIES,
+    TEMPORARY_DIR,
+    success_path,
+)
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from s2s_model.device import DeviceError
 from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
+
+# Files of a foreign --output named in its error message.
+FOREIGN_SHOWN = 3
 
 
 class PreflightError(S2SError):
@@ -89,12 +103,71 @@ def _count_shards(patterns: Sequence[str]) -> int:
 
 
 def _check_output(output: str, overwrite: bool) -> None:
-    marker = success_path(output)
-    if FileSystems.exists(marker) and not overwrite:
+    """``--output`` is a folder that can be written (or made), and holds nothing that a run did
+    not write; a finished run there is refused unless ``--overwrite``."""
+    if FileSystems.get_scheme(output) in LOCAL_SCHEMES:
+        _check_local_folder(output)
+    try:
+        finished = FileSystems.exists(success_path(output))
+        foreign = [] if overwrite else _foreign_files(output)
+    except Exception as err:  # BeamIOError, a missing filesystem plugin, credentials, ...
+        raise PreflightError(f"cannot read --output {output}: {one_line(err)}") from None
+    if finished and not overwrite:
         raise PreflightError(
-            f"{output} already holds a finished run ({marker}): pass --overwrite to replace it,"
-            " --if_finished skip to keep it, or choose another --output"
+            f"{output} already holds a finished run ({success_path(output)}): pass --overwrite"
+            " to replace it, --if_finished skip to keep it, or choose another --output"
         )
+    if foreign:
+        more = f", and {len(foreign) - FOREIGN_SHOWN} more" if len(foreign) > FOREIGN_SHOWN else ""
+        raise PreflightError(
+            f"--output {output} holds files that no run wrote ({', '.join(foreign[:FOREIGN_SHOWN])}"
+            f"{more}): choose an empty or new folder, or pass --overwrite to write there anyway"
+            f" (its {SUMMARIES}/ and {DEAD_LETTER}/ are replaced)"
+        )
+
+
+def _check_local_folder(output: str) -> None:
+    """A local ``--output`` is a folder, or can be made as one, by this user."""
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        raise PreflightError(f"--output {output} is a file: give a folder (it is made if missing)")
+    nearest = next(p for p in (path, *path.parents) if p.exists())
+    if not nearest.is_dir():
+        raise PreflightError(f"--output {output} is below a file ({nearest}): give a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise PreflightError(
+            f"--output {output} cannot be written: {nearest} is not writable by this user;"
+            " choose another folder or change its permissions"
+        )
+
+
+def _foreign_files(output: str) -> list[str]:
+    """The files below ``output`` that no run writes (paths relative to it, sorted)."""
+    return sorted(name for name in _files_below(output) if not _written_by_a_run(name))
+
+
+def _files_below(output: str) -> list[str]:
+    if FileSystems.get_scheme(output) in LOCAL_SCHEMES:
+        root = Path(output)
+        return [p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()]
+    prefix = output.rstrip("/") + "/"
+    found = FileSystems.match([prefix + "**"])[0].metadata_list
+    return [m.path[len(prefix) :] for m in found if m.path.startswith(prefix)]
+
+
+def _written_by_a_run(name: str) -> bool:
+    """``_SUCCESS.json``, ``_temporary/...`` and the Parquet files of the two outputs; hidden
+    files at the top (a desktop's ``.DS_Store``) are left alone, so they pass too."""
+    top, _, rest = name.partition("/")
+    if not rest:
+        return name == SUCCESS_FILE or name.startswith(".")
+    if top == TEMPORARY_DIR:
+        return True
+    return (
+        top in (SUMMARIES, DEAD_LETTER)
+        and "/" not in rest
+        and fnmatch.fnmatch(rest, f"{FILE_PREFIX}-*{FILE_SUFFIX}")
+    )
 
 
 def _check_reuse(options: SummarizeOptions) -> None:
