@@ -93,7 +93,7 @@ def _add_decode_flags(parser: argparse._ActionsContainer) -> None:
                 help=help_text,
             )
             parser.add_argument(
-                f"--no_{spec.name}",
+                f"--{spec.off_switch}",
                 dest=spec.name,
                 action="store_const",
                 const=False,
@@ -434,8 +434,25 @@ def _unknown_flag_message(flag: str, value: str) -> str:
     )
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """argparse's help, with "(default: X)" after each flag that has a value by default and
+    does not already say what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        silent = action.default in (None, argparse.SUPPRESS) or "default" in text
+        if silent or isinstance(action, argparse._StoreConstAction):
+            return text
+        return f"{text} (default: {action.default})"
+
+
 def format_flags_help() -> str:
-    """The summarize flags as argparse formats them, for ``s2s summarize --help``."""
-    parser = argparse.ArgumentParser(prog="s2s summarize", add_help=False, usage=argparse.SUPPRESS)
+    """The summarize flags as argparse formats them, defaults shown, for ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog="s2s summarize",
+        add_help=False,
+        usage=argparse.SUPPRESS,
+        formatter_class=_DefaultsFormatter,
+    )
     SummarizeOptions._add_argparse_args(parser)
     return parser.format_help()

@@ -346,15 +346,15 @@ def run(
 
 
 def _log_progress(done: int, elapsed: float, reused: int | None = None) -> None:
-    logger.info("%s", progress_text(done, elapsed, reused))
+    if done:  # while the workers start, "0 documents done" says nothing
+        logger.info("%s", progress_text(done, elapsed, reused))
 
 
 def main(argv: Sequence[str]) -> int:
     """``python -m pipeline FLAGS``: one job on any runner; errors are one line, no traceback.
 
-    Returns the exit status: 0 done, 1 the run failed, 2 a problem found before any work."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pipeline").setLevel(logging.INFO)
+    Returns the exit status: 0 done, 1 the run failed, 2 a problem found before any work.
+    Logging is the caller's (``pipeline/__main__.py`` sets it up)."""
     if {"-h", "--help"} & set(argv):
         print("usage: python -m pipeline INPUT... --output DIR [flags]\n")
         print(format_flags_help())

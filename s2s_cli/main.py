@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from pipeline import LOG_FORMAT, HarmlessBeamWarnings
 from s2s_cli.command import S2SCommand, S2SGroup
 
 # Third-party libraries log import-time chatter on the root logger (Beam: "apitools not
@@ -38,8 +39,9 @@ def configure_logging(verbose: int) -> None:
     """Log to stderr; replaces the handler an earlier call added, leaves others alone."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.set_name(HANDLER_NAME)
+    handler.addFilter(HarmlessBeamWarnings())
     if verbose == 0:
         handler.addFilter(_QuietRoot())
     root = logging.getLogger()
@@ -102,6 +104,7 @@ class LazyGroup(S2SGroup):
 @click.group(
     cls=LazyGroup,
     help="Summarize corpora with an LSTM seq2seq model, locally or on any Beam runner.",
+    context_settings={"show_default": True},  # every command's --help shows its defaults
 )
 @click.version_option(package_name="s2s-summarize")
 @click.option("-v", "--verbose", count=True, help="more logging: -v info, -vv debug")

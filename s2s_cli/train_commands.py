@@ -245,7 +245,7 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
         flag = f"--{spec.name}"  # the spelling of s2s summarize's (Beam-style) flags
         help_text = f"decoding: {spec.help} (default: the model's)"
         if spec.kind is bool:
-            option = click.option(f"{flag}/--no_{spec.name}", spec.name, default=None,
+            option = click.option(f"{flag}/--{spec.off_switch}", spec.name, default=None,
                                   help=help_text)  # fmt: skip
         elif spec.choices is not None:
             choice = click.Choice(spec.choices)

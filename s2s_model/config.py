@@ -51,6 +51,12 @@ class FieldSpec:
     default: Any
     help: str
 
+    @property
+    def off_switch(self) -> str:
+        """The name of the switch that turns a ``bool`` field off: ``no_<name>``, or
+        ``allow_<rest>`` for a field that is itself a ban named ``no_<rest>``."""
+        return f"allow_{self.name[3:]}" if self.name.startswith("no_") else f"no_{self.name}"
+
 
 @functools.cache
 def field_specs(cls: type) -> tuple[FieldSpec, ...]:

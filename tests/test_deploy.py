@@ -354,7 +354,10 @@ def test_metadata_json_is_generated_from_the_options(flex_template: types.Module
         for action in ours._actions
         if action.option_strings and action.help != argparse.SUPPRESS
     }
-    negations = {f"no_{name}" for name in public if f"no_{name}" in public}
+    switches = [a for a in ours._actions if isinstance(a, argparse._StoreConstAction)]
+    on = {a.dest for a in switches if a.const is True}
+    negations = {a.option_strings[0][2:] for a in switches if a.const is False and a.dest in on}
+    assert "allow_repeat_words" in negations and "no_ban_unk" in negations
     assert names == public - negations
     required = {p["name"] for p in json.loads(committed)["parameters"] if not p["isOptional"]}
     assert required == {"input", "output"}
@@ -363,19 +366,22 @@ def test_metadata_json_is_generated_from_the_options(flex_template: types.Module
 def test_template_switches_become_flags(flex_template: types.ModuleType) -> None:
     argv = flex_template.launcher_argv(
         ["--input=gs://b/in/*", "--output=gs://b/out", "--overwrite=true", "--ban_unk=false",
-         "--no_refill=False", "--beam_size=3", "--if_finished=skip", "--runner=DataflowRunner"]
+         "--no_refill=False", "--no_repeat_words=false", "--beam_size=3", "--if_finished=skip",
+         "--runner=DataflowRunner"]
     )  # fmt: skip
     assert argv == [
         "--input=gs://b/in/*",
         "--output=gs://b/out",
         "--overwrite",
         "--no_ban_unk",
+        "--allow_repeat_words",
         "--beam_size=3",
         "--if_finished=skip",
         "--runner=DataflowRunner",
     ]
     options = parse_options(argv).view_as(SummarizeOptions)
     assert options.overwrite and options.refill and options.decode_overrides()["ban_unk"] is False
+    assert options.decode_overrides()["no_repeat_words"] is False
     with pytest.raises(SystemExit, match="true or false"):
         flex_template.launcher_argv(["--overwrite=maybe"])
     with pytest.raises(OptionsError):  # what the launcher would hit without the rewrite

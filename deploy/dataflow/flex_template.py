@@ -65,14 +65,11 @@ def _flag(action: argparse.Action) -> str:
 
 
 def _negations(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """``--X`` -> ``--no_X`` where both flags set one destination (a flag and its negation)."""
-    by_flag = {_flag(a): a for _, a in _public_actions(parser)}
-    pairs = {}
-    for flag, action in by_flag.items():
-        negation = by_flag.get("--no_" + flag[2:])
-        if negation is not None and negation.dest == action.dest:
-            pairs[flag] = "--no_" + flag[2:]
-    return pairs
+    """``--X`` -> its negation, where two switches set one destination, one to True and one to
+    False (``--ban_unk`` / ``--no_ban_unk``, ``--no_repeat_words`` / ``--allow_repeat_words``)."""
+    switches = [a for _, a in _public_actions(parser) if isinstance(a, argparse._StoreConstAction)]
+    off = {a.dest: _flag(a) for a in switches if a.const is False}
+    return {_flag(a): off[a.dest] for a in switches if a.const is True and a.dest in off}
 
 
 def _param_type(action: argparse.Action) -> dict[str, Any]:
@@ -113,7 +110,7 @@ def template_parameters() -> list[dict[str, Any]]:
         name = flag[2:]
         help_text = " ".join(str(action.help).split())
         if flag in _negations(parser):
-            help_text += f" (true: {flag}, false: --no_{name}; unset: the model's)"
+            help_text += f" (true: {flag}, false: {_negations(parser)[flag]}; unset: the model's)"
         elif isinstance(action, SWITCH_ACTIONS):
             help_text += f" (true: pass {flag})"
         if name == "input":

@@ -8,6 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import DirectOptions
 
 from pipeline.options import (
+    DEFAULT_MAX_DOC_CHARS,
     GPU_BATCH_WINDOW,
     GPU_LOCAL_BUNDLE_THREADS,
     OptionsError,
@@ -160,3 +161,23 @@ def test_a_local_gpu_run_works_two_windows_at_once_unless_told_otherwise(
         assert workers("--device", "cuda", *mode) == (False, 3, "multi_processing")
         one = ("--direct_running_mode", "multi_threading")
         assert workers("--device", "cuda", *one) == (False, 1, "multi_threading")
+
+
+def test_help_shows_each_default_once() -> None:
+    text = " ".join(format_flags_help().split())
+    assert f"(default: {DEFAULT_MAX_DOC_CHARS})" in text
+    assert "--if_finished {fail,skip}" in text and "(default: fail)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: the model's, else 4)" in text  # decode flags say it themselves, once
+    assert text.count("(default: the model's, else 4)") == 1
+
+
+def test_a_ban_is_turned_off_by_an_allow_switch() -> None:
+    def decode(*flags: str) -> dict[str, object]:
+        return parse_options(["--input", "x", "--output", "y", *flags]).decode_overrides()
+
+    assert decode("--no_repeat_words") == {"no_repeat_words": True}
+    assert decode("--allow_repeat_words") == {"no_repeat_words": False}
+    assert decode("--no_ban_unk") == {"ban_unk": False}
+    with pytest.raises(OptionsError, match="did you mean"):
+        parse_options(["--input", "x", "--no_no_repeat_words"])

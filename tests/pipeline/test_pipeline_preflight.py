@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import HARMLESS_BEAM_WARNINGS
 from pipeline.preflight import PreflightError, RunPlan, parse, preflight
 from pipeline.run import run
 from tests.conftest import make_texts
@@ -96,3 +97,4 @@ def test_the_command_line_says_it_in_one_line(tmp_path: Path) -> None:
     errors = [line for line in completed.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [f"Error: --output {output} is a file: give a folder (it is made if missing)"]
     assert "Traceback" not in completed.stderr
+    assert [text for text in HARMLESS_BEAM_WARNINGS if text in completed.stderr] == []

@@ -238,3 +238,13 @@ def test_the_console_script_freezes_the_heap_on_its_way_out(
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_help_shows_defaults_and_sensible_switches() -> None:
+    result = CliRunner().invoke(main, ["evaluate", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "--no_repeat_words / --allow_repeat_words" in result.output
+    assert "--no_no_repeat_words" not in result.output
+    assert "[default: summary]" in result.output
+    train = CliRunner().invoke(main, ["train", "--help"], terminal_width=200)
+    assert "[default: auto]" in train.output
