@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions
@@ -18,7 +21,7 @@ from pipeline.options import (
     parse_options,
 )
 from s2s_model import DecodeConfig
-from s2s_model.config import GPU_MAX_BATCH_TOKENS
+from s2s_model.config import GPU_MAX_BATCH_TOKENS, field_specs
 from s2s_model.device import DeviceError
 
 
@@ -181,3 +184,16 @@ def test_a_ban_is_turned_off_by_an_allow_switch() -> None:
     assert decode("--no_ban_unk") == {"ban_unk": False}
     with pytest.raises(OptionsError, match="did you mean"):
         parse_options(["--input", "x", "--no_no_repeat_words"])
+
+
+def test_readmes_flag_table_names_every_flag() -> None:
+    """Decode flags are covered by the table's "every DecodeConfig field" row."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| `") and "`--" in line]
+    named = {flag for line in table for flag in re.findall(r"`(--\w+)`", line.split("|")[1])}
+    parser = argparse.ArgumentParser(add_help=False)
+    SummarizeOptions._add_argparse_args(parser)
+    decode = {f"--{spec.name}" for spec in field_specs(DecodeConfig)}
+    decode |= {f"--{spec.off_switch}" for spec in field_specs(DecodeConfig)}
+    ours = {a.option_strings[0] for a in parser._actions if a.option_strings}
+    assert ours - decode - named == set()
