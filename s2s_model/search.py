@@ -3,12 +3,13 @@
 Beam search follows fairseq's ``SequenceGenerator``: each step keeps the 2K best candidates of a
 document so that hypotheses ending in EOS never starve the beam; EOS candidates ranked among the
 top K are finished, and the top K others continue. A document stops when it has K finished
-hypotheses, when no live hypothesis can still beat its n-th best finished one (an exact bound, so
-stopping early never changes the result), or when its maximum length forces EOS. Stopped
-documents leave the batch, so the tensors shrink as the batch finishes. With a token budget,
-waiting documents take the freed rows instead (continuous batching), so the batch stays full to
-the end; a document's result does not depend on which documents share its batch, so refilling
-never changes an answer.
+hypotheses (fairseq's rule, and what makes a beam of one greedy: a live hypothesis may still have
+ended better, with a length penalty or without), when no live hypothesis can still beat its n-th
+best finished one (an exact bound: this stop never changes the result), or when its maximum
+length forces EOS. Stopped documents leave the batch, so the tensors shrink as the batch
+finishes. With a token budget, waiting documents take the freed rows instead (continuous
+batching), so the batch stays full to the end; a document's result does not depend on which
+documents share its batch, so refilling never changes an answer.
 
 Semantics (they are the contract tests check):
 - a hypothesis ends when it emits EOS; at its document's maximum length EOS is forced, and that
@@ -568,8 +569,11 @@ def _finish(
 def _done(active: _Active, config: DecodeConfig) -> Tensor:
     """(B,) bool: documents that can stop.
 
-    A live hypothesis with cumulative log-prob ``lp <= 0`` ends with a log-prob at most ``lp`` and
-    a length at most ``max_len + 1``; penalties grow with length, so its final score is at most
+    A document with ``beam_size`` finished hypotheses stops (fairseq's rule: part of what the
+    search returns, not a shortcut; ``tests/s2s_model/test_search.py`` shows a live hypothesis
+    it drops that would have ended better). The other stop is exact: a live hypothesis with
+    cumulative log-prob ``lp <= 0`` ends with a log-prob at most ``lp`` and a length at most
+    ``max_len + 1``; penalties grow with length (alpha >= 0), so its final score is at most
     ``lp / penalty(max_len + 1)``. When that bound cannot beat the n-th best finished score, no
     further step can change the result.
     """

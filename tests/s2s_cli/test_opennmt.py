@@ -245,7 +245,8 @@ def test_a_checkpoint_with_foreign_code_is_refused_without_running(tmp_path: Pat
     data = torch.load(write_checkpoint(tmp_path / "m.pt", onmt_options()), weights_only=False)
     data["opt"] = Payload(marker)
     with open(path, "wb") as handle:
-        pickle.dump(data, handle)
+        # Protocol 2, the one torch.save writes: torch.load warns about any other.
+        pickle.dump(data, handle, protocol=2)
     with pytest.raises(OpenNMTImportError, match="not a readable OpenNMT-py checkpoint"):
         import_opennmt(path, tmp_path / "ours")
     assert not marker.exists()

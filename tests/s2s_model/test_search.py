@@ -25,13 +25,12 @@ from s2s_model import (
     beam_search,
     greedy_search,
 )
-from s2s_model.beam_step import row_topk
+from s2s_model import search as search_module
 from s2s_model.quantize import quantize_model
 from tests.conftest import tiny_model
 
 A, B = 4, 5
 VOCAB = 6
-NEG_INF_SCORE = -math.inf
 
 
 class ScriptedModel:
@@ -133,6 +132,108 @@ def test_every_document_of_a_batch_gets_the_same_answer() -> None:
     assert [r[0].tokens for r in results] == [[B]] * 3
 
 
+# --- when a document stops -------------------------------------------------------------------
+
+# Beam 2: step 1 finishes EOS (.06) and keeps A (.9) and B (.04); step 2 ranks A A (.45) and
+# A EOS (.27) first, so A EOS finishes: two finished hypotheses, the beam size.
+STOP_SCRIPT = {
+    (0, BOS_ID): {A: 0.9, EOS_ID: 0.06, B: 0.04},
+    (1, A): {A: 0.5, EOS_ID: 0.3, B: 0.2},
+}
+
+
+def run_script(
+    search: Callable[..., list[list[Hypothesis]]],
+    script: dict[tuple[int, int], dict[int, float]],
+    config: DecodeConfig,
+    stats: SearchStats,
+) -> Hypothesis:
+    """The best hypothesis for one document under ``script``; the work is added to ``stats``."""
+    model: Any = ScriptedModel(script)
+    options = {"stats": stats} if search is beam_search else {}
+    return search(model, torch.full((1, 3), 7), torch.tensor([3]), config, **options)[0][0]
+
+
+@pytest.mark.parametrize("penalty", ["none", "avg"])
+def test_a_document_stops_once_beam_size_hypotheses_have_finished(penalty: str) -> None:
+    # fairseq's rule, and what makes a beam of one greedy: it stops although the live A A would
+    # end better (A A EOS = .45 > A EOS = .27; avg: log(.45) / 3 > log(.27) / 2), as greedy
+    # search shows. The rule is part of what the search returns, not a shortcut.
+    config = DecodeConfig(beam_size=2, max_len=3, length_penalty=penalty)  # type: ignore[arg-type]
+    stats = SearchStats()
+    best = run_script(beam_search, STOP_SCRIPT, config, stats)
+    assert stats.steps == 2
+    assert best.tokens == [A]
+    assert best.log_prob == pytest.approx(math.log(0.27), abs=1e-6)
+    greedy = run_script(greedy_search, STOP_SCRIPT, config, SearchStats())
+    assert greedy.tokens == [A, A]
+    assert greedy.log_prob == pytest.approx(math.log(0.45), abs=1e-6)
+    assert greedy.score > best.score
+
+
+def test_a_document_stops_when_no_live_hypothesis_can_win() -> None:
+    # EOS (.7) finishes at step 1 with one of two hypotheses; the live A (.2) can only fall.
+    script = {(0, BOS_ID): {EOS_ID: 0.7, A: 0.2, B: 0.1}}
+    stats = SearchStats()
+    best = run_script(beam_search, script, DecodeConfig(beam_size=2, max_len=3), stats)
+    assert (best.tokens, stats.steps) == ([], 1)
+
+
+def _done_without_the_bound(active: Any, config: DecodeConfig) -> Tensor:
+    """``search._done`` less its bound: a document stops at ``beam_size`` finished hypotheses
+    or with no live one."""
+    best_live = active.beam_lp.max(dim=1).values
+    done: Tensor = (active.count >= config.beam_size) | torch.isinf(best_live)
+    return done
+
+
+@pytest.mark.parametrize(
+    ("penalty", "alpha", "fires"),
+    [
+        ("none", 1.0, True),
+        ("avg", 0.3, True),
+        ("wu", 1.0, True),
+        # A penalty this steep leaves the bound too loose to stop anything here, but a bound
+        # that forgot the penalty (live log-prob <= floor) would stop wrongly.
+        ("wu", 2.0, False),
+    ],
+)
+def test_stopping_on_the_bound_never_changes_the_result(
+    penalty: str, alpha: float, fires: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sharper next-token distributions and a likelier EOS: hypotheses finish at varied steps,
+    # so that some documents stop on the bound (a plain random model never ends before max_len).
+    model = tiny_model(40, seed=9)
+    with torch.no_grad():
+        model.decoder.generator.weight *= 8.0
+        model.decoder.generator.bias[EOS_ID] += 0.5
+    sources, _, _ = random_batch(9, 12, 40)
+    config = DecodeConfig(
+        beam_size=4,
+        n_best=2,
+        max_len=15,
+        length_penalty=penalty,  # type: ignore[arg-type]
+        alpha=alpha,
+    )
+
+    def search_alone() -> tuple[list[list[Hypothesis]], int]:
+        stats = SearchStats()
+        found = [
+            beam_search(model, s.unsqueeze(0), torch.tensor([s.numel()]), config, stats=stats)[0]
+            for s in sources
+        ]
+        return found, stats.steps
+
+    stopped, stopped_steps = search_alone()
+    monkeypatch.setattr(search_module, "_done", _done_without_the_bound)
+    full, full_steps = search_alone()
+    if fires:
+        assert stopped_steps < full_steps, "the bound stopped some document early"
+    for s, f in zip(stopped, full, strict=True):
+        assert [h.tokens for h in s] == [h.tokens for h in f]
+        assert [h.score for h in s] == pytest.approx([h.score for h in f], abs=1e-6)
+
+
 # --- a brute-force oracle on a tiny random model --------------------------------------------
 
 ORACLE_VOCAB = 7  # PAD BOS EOS UNK + 3 words
@@ -185,6 +286,9 @@ def oracle(
 def test_a_wide_beam_returns_the_exact_best_sequences(
     penalty: str, min_len: int, ngram: int, seed: int, attention: str
 ) -> None:
+    # 3 words, at most 4 of them: 121 summaries, fewer than the beam of 128. So no candidate is
+    # ever pruned and the stop at beam_size finished hypotheses cannot come before the last one
+    # ends: the search is exhaustive (narrower beams: see the tests of when a document stops).
     model = tiny_model(ORACLE_VOCAB, seed=seed, num_layers=2, attention=attention)
     config = DecodeConfig(
         beam_size=128,
@@ -460,20 +564,6 @@ def test_shortlist_needs_the_frequency_ranking() -> None:
     _, src, lengths = random_batch(1, 2, 40)
     with pytest.raises(ValueError, match="frequent"):
         beam_search(model, src, lengths, DecodeConfig(shortlist=5))
-
-
-@pytest.mark.parametrize("width", [16_000, 16_000 + 5, 40])
-def test_row_topk_equals_topk(width: int) -> None:
-    gen = torch.Generator().manual_seed(width)
-    scores = torch.randn(33, width, generator=gen)
-    scores[3, :] = NEG_INF_SCORE
-    scores[4, 7:] = NEG_INF_SCORE  # fewer finite values than k
-    values, columns = row_topk(scores, 8)
-    expected_values, expected_columns = scores.topk(8, dim=1)
-    assert torch.equal(values, expected_values)
-    finite = torch.isfinite(expected_values)
-    assert torch.equal(columns[finite], expected_columns[finite])
-    assert torch.equal(scores.gather(1, columns), values)
 
 
 def test_search_stats_count_the_padding_attended() -> None:
