@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_model
+from safetensors.torch import load_file, save_file, save_model
 
 from pipeline.model_handler import Seq2SeqModelHandler
 from pipeline.run import PreflightError, run
@@ -60,6 +60,13 @@ def _weights_of_another_shape(directory: Path, marker: Path) -> None:
     save_model(other, str(directory / "model.safetensors"))
 
 
+def _nan_in_weights(directory: Path, marker: Path) -> None:
+    path = directory / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors["embedding.weight"][3, 5] = float("nan")
+    save_file(tensors, str(path))
+
+
 def _future_format(directory: Path, marker: Path) -> None:
     config = json.loads((directory / "config.json").read_text())
     config["format_version"] = 999
@@ -83,6 +90,7 @@ DAMAGE = {
     "torch-save-as-weights": (_torch_save_as_weights, "model.safetensors", "corrupt"),
     "truncated-weights": (_truncate_weights, "model.safetensors", "corrupt"),
     "shape-mismatch": (_weights_of_another_shape, "model.safetensors", "has shape"),
+    "nan-weights": (_nan_in_weights, "model.safetensors", "1 NaN"),
     "future-format": (_future_format, "config.json", "format version 999"),
     "tokenizer-vocab-size": (_tokenizer_of_another_size, "tokenizer.model", "48 pieces"),
 }

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from s2s_model import CheckpointError, DecodeConfig, Tokenizer, load_checkpoint, save_checkpoint
+from s2s_model.summarizer import BUNDLED_MODEL
 from tests.conftest import tiny_model
 
 SRC = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 0, 0, 0]])
@@ -165,6 +167,54 @@ def test_shape_mismatch_names_the_tensor(tmp_path: Path, tiny_checkpoint: Path) 
     edit_config(directory, lambda c: c["model"].update(hidden_size=32))
     with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor .* has shape"):
         load_checkpoint(directory)
+
+
+def edit_weights(directory: Path, name: str, edit) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite tensor ``name`` of ``directory``'s weights file as ``edit(tensor)``."""
+    path = directory / "model.safetensors"
+    tensors = load_file(str(path))
+    assert name in tensors, sorted(tensors)
+    tensors[name] = edit(tensors[name])
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def test_a_weights_tensor_of_another_shape_is_named(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    directory = copy_of(tiny_checkpoint, tmp_path)
+    edit_weights(directory, "decoder.generator.bias", lambda t: t[:-1].clone())
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor decoder\.generator"):
+        load_checkpoint(directory)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "counts"),
+    [
+        ("decoder.generator.weight", float("nan"), "1 NaN and 0 infinite"),
+        ("embedding.weight", float("inf"), "0 NaN and 1 infinite"),
+        ("decoder.generator.bias", float("-inf"), "0 NaN and 1 infinite"),
+    ],
+)
+def test_weights_that_are_not_finite_are_refused_at_load(
+    tmp_path: Path, tiny_checkpoint: Path, name: str, value: float, counts: str
+) -> None:
+    """Such a model would load, then fail every document one at a time (issue 24)."""
+    directory = copy_of(tiny_checkpoint, tmp_path)
+
+    def plant(tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        tensor.view(-1)[tensor.numel() // 2] = value
+        return tensor
+
+    edit_weights(directory, name, plant)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(directory)
+    message = str(refused.value)
+    assert message.startswith(f"{directory / 'model.safetensors'}: tensor {name} holds {counts}")
+    assert "\n" not in message
+
+
+def test_the_bundled_model_loads_with_finite_weights() -> None:
+    checkpoint = load_checkpoint(BUNDLED_MODEL)
+    assert all(torch.isfinite(p).all() for p in checkpoint.model.parameters())
 
 
 def test_tokenizer_of_another_vocabulary(tmp_path: Path, tiny_checkpoint: Path) -> None:
