@@ -43,6 +43,8 @@ GPU_BATCH_WINDOW = 4096
 # while one is searched on the GPU, the other is read, tokenized and written.
 GPU_LOCAL_BUNDLE_THREADS = 2
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.1
+# Issue 24: news through the Debian model gave exit 0 and "200 summarized", nothing more.
+DEFAULT_WARN_OUT_OF_DOMAIN_SHARE = 0.5
 DEFAULT_RUNNER = "FnApiRunner"
 LOCAL_RUNNERS = ("fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner")
 # An unknown flag this close to one of ours is a typo, not a runner-specific pass-through flag.
@@ -143,7 +145,9 @@ class SummarizeOptions(PipelineOptions):
             type=_positive_int,
             default=DEFAULT_MAX_DOC_CHARS,
             help="documents are cut to this many characters while reading (flagged truncated),"
-            " which bounds memory on huge lines",
+            " in every format; memory stays bounded: a text line is read no further than 4 x"
+            " this many bytes, a jsonl record whole up to 32 MiB (or 4 x this, where more), and"
+            " only a longer record is a malformed_json dead letter",
         )
         group = parser.add_argument_group("output")
         group.add_argument(
@@ -183,6 +187,14 @@ class SummarizeOptions(PipelineOptions):
             default=DEFAULT_MAX_DEAD_LETTER_FRACTION,
             help="fail the run (no _SUCCESS.json) when more than this fraction of the records"
             " read became dead letters",
+        )
+        group.add_argument(
+            "--warn_out_of_domain_share",
+            type=_fraction,
+            default=DEFAULT_WARN_OUT_OF_DOMAIN_SHARE,
+            help="warn at the end of a run when more than this share of the summaries are"
+            " flagged out_of_domain (the model does not fit the corpus: pass --model); 1 never"
+            " warns",
         )
         group.add_argument(
             "--reuse",

@@ -27,6 +27,7 @@ from pipeline.sinks import (
     summaries_dir,
     temporary_dir,
 )
+from pipeline.sources import SKIPPED_BLANK_COUNTER
 from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ def _relative(paths: Sequence[str], output: str) -> list[str]:
 def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
     """Counts from the Parquet footers, checked against the job's records_read counter.
 
+    ``read`` counts records, and every record is one summary row or one dead-letter row: ``read
+    == summarized + dead_lettered``. ``skipped_blank`` counts the blank lines of lines and jsonl
+    shards, which are no records: apart from ``read``, never in the dead-letter fraction (None
+    where the runner reports no metrics: the files do not hold them).
+
     ``output`` is where the job wrote (a run's attempt directory); file names are relative to
     it, which is where they are once promoted."""
     summary_files = output_files(summaries_dir(output))
@@ -133,6 +139,7 @@ def account(output: str, counters: dict[str, int] | None) -> dict[str, Any]:
             "summarized": summarized,
             "dead_lettered": dead_lettered,
             **reuse_counts(summarized, counters),
+            "skipped_blank": None if counters is None else counters.get(SKIPPED_BLANK_COUNTER, 0),
         },
         "dead_letters_by_reason": {r: n for r, n in by_reason.items() if n},
         "files": {

@@ -19,8 +19,8 @@ from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from pipeline.model_handler import load_summarizer
 from pipeline.options import DEFAULT_RUNNER, OptionsError, SummarizeOptions, parse_options
-from pipeline.output import MANIFEST_VERSION
-from pipeline.reuse import usable_directories
+from pipeline.output import MANIFEST_VERSION, read_manifest
+from pipeline.reuse import AnswerSettings, answer_differences, usable_directories
 from pipeline.sinks import (
     DEAD_LETTER,
     FILE_PREFIX,
@@ -33,6 +33,7 @@ from pipeline.sinks import (
 )
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
 from s2s_model.device import DeviceError
+from s2s_model.domain import DomainProfile
 from s2s_model.errors import S2SError, one_line
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class RunPlan:
     settings: RuntimeSettings
     window: int
     runner: str
+    # The model's training domain (None: it has none, and nothing is flagged out_of_domain).
+    domain: DomainProfile | None = None
     # The model as preflight loaded it (on the CPU), kept on local runners only: run_plan offers
     # it to in-process workers (a remote job's launcher would hold it for nothing).
     loaded: Summarizer | None = field(default=None, repr=False, compare=False)
@@ -170,10 +173,11 @@ def _written_by_a_run(name: str) -> bool:
     )
 
 
-def _check_reuse(options: SummarizeOptions) -> None:
-    """Every --reuse directory holds a finished run of this output version (or is skipped)."""
+def _check_reuse(options: SummarizeOptions) -> list[str]:
+    """Every --reuse directory holds a finished run of this output version (or is skipped);
+    returns those that do."""
     try:
-        usable_directories(
+        return usable_directories(
             options.reuse or [],
             output=options.output,
             manifest_version=MANIFEST_VERSION,
@@ -181,6 +185,19 @@ def _check_reuse(options: SummarizeOptions) -> None:
         )
     except ValueError as err:
         raise PreflightError(str(err)) from None
+
+
+def _note_unreusable(directories: list[str], fingerprint: str, answer: AnswerSettings) -> None:
+    """Warn about each --reuse run made with another model or other answer-changing settings:
+    none of its rows can be carried over (the run goes on, and decodes them)."""
+    for directory in directories:
+        differences = answer_differences(read_manifest(directory) or {}, fingerprint, answer)
+        if differences:
+            logger.warning(
+                "--reuse %s can reuse nothing: its run differs in %s",
+                directory,
+                ", ".join(differences),
+            )
 
 
 def _settings(options: SummarizeOptions) -> RuntimeSettings:
@@ -217,10 +234,12 @@ def preflight(options: SummarizeOptions) -> RunPlan:
     settings = _settings(options)
     patterns = [expand_pattern(p) for p in options.input]
     _check_output(options.output, options.overwrite)
-    _check_reuse(options)
+    reusable = _check_reuse(options)
     shards = _count_shards(patterns)
     model = _load_model(options, settings)
     decode = _resolve_decode(model, options)
+    answer = AnswerSettings(decode, settings.max_src_tokens, settings.quantize, settings.precision)
+    _note_unreusable(reusable, model.fingerprint, answer)
     if options.overlap_on_gpu(settings.device):
         logger.info(
             "a local GPU run: %d bundle threads share the model (searches take turns)",
@@ -236,5 +255,6 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         settings=settings,
         window=options.window(settings.device),
         runner=options.runner_name(),
+        domain=model.domain,
         loaded=model if options.is_local_runner() else None,
     )

@@ -166,6 +166,30 @@ def usable_directories(
     return usable
 
 
+def answer_differences(
+    manifest: dict[str, Any], fingerprint: str, answer: AnswerSettings
+) -> list[str]:
+    """What the run of ``manifest`` did otherwise than a run of model ``fingerprint`` with
+    ``answer`` (["the model", "beam_size 4 -> 5", ...]): none of its rows can be reused then.
+    [] when they can."""
+    model = manifest.get("model", {})
+    differences = [] if model.get("fingerprint") == fingerprint else ["the model"]
+    earlier: dict[str, Any] = {
+        **manifest.get("decode", {}),
+        **{name: model.get(name) for name in ("max_src_tokens", "quantize", "precision")},
+    }
+    now: dict[str, Any] = {
+        **answer.decode.to_dict(),
+        "max_src_tokens": answer.max_src_tokens,
+        "quantize": answer.quantize,
+        "precision": answer.precision,
+    }
+    for name, value in now.items():
+        if earlier.get(name) != value:
+            differences.append(f"{name} {earlier.get(name)!r} -> {value!r}")
+    return differences
+
+
 def earlier_summary_files(directories: Iterable[str], manifest_version: int) -> list[str]:
     """The summary files the manifests of ``directories`` list (their committed rows); a
     directory without a manifest of ``manifest_version`` has none (preflight has refused it, or

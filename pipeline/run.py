@@ -61,9 +61,10 @@ from pipeline.sinks import (
     success_path,
 )
 from pipeline.sources import ReadSettings, ReadShards
-from pipeline.transforms import SummarizeDocuments
+from pipeline.transforms import FLAGGED_COUNTER_PREFIX, CountFlags, SummarizeDocuments
 from s2s_model.device import device_info
 from s2s_model.errors import S2SError, one_line
+from s2s_model.quality import FLAGS
 from s2s_model.summarizer import DocumentSearch
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ WORKER_DIED_HINT = (
     "a worker process died (killed, or out of memory?): nothing was kept; re-run to the same"
     " --output"
 )
+OUT_OF_DOMAIN = "out_of_domain"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ class RunReport:
     def seconds(self) -> float:
         return float(self.manifest["duration_s"])
 
+    @property
+    def out_of_domain(self) -> int:
+        """Summaries flagged ``out_of_domain`` (0 where the runner reports no metrics, or the
+        manifest predates the count)."""
+        return int((self.manifest.get("flagged") or {}).get(OUT_OF_DOMAIN) or 0)
+
     def describe(self) -> str:
         """One line for people: what was read, what became of it, and where it lies."""
         if self.skipped:
@@ -108,10 +116,25 @@ class RunReport:
         rate = self.read / self.seconds if self.seconds else 0.0
         reused = self.manifest["counts"].get("reused")
         split = f" ({reused:,} reused, {self.summarized - reused:,} decoded)" if reused else ""
+        flagged = f", {self.out_of_domain:,} flagged {OUT_OF_DOMAIN}" if self.out_of_domain else ""
         return (
             f"{self.read:,} records: {self.summarized:,} summarized{split},"
-            f" {self.dead_lettered:,} dead letters, in {self.seconds:.1f} s"
+            f" {self.dead_lettered:,} dead letters{flagged}, in {self.seconds:.1f} s"
             f" ({rate:,.1f} docs/s) -> {self.output} (s2s show {self.output})"
+        )
+
+    def misfit_warning(self, share: float) -> str | None:
+        """What to tell the user when more than ``share`` of the summaries are out of domain."""
+        if self.skipped or not self.summarized or self.out_of_domain <= share * self.summarized:
+            return None
+        path = self.manifest.get("model", {}).get("path")
+        model = "the bundled model" if path in (None, "bundled") else f"model {path}"
+        return (
+            f"{self.out_of_domain:,} of {self.summarized:,} summaries"
+            f" ({self.out_of_domain / self.summarized:.0%}) are flagged {OUT_OF_DOMAIN}:"
+            f" {model} was not trained on text like this corpus, and its summaries of it are"
+            " unreliable; pass --model with a model trained on such text (s2s train,"
+            " s2s import-opennmt)"
         )
 
 
@@ -147,7 +170,9 @@ def build_pipeline(
         AnswerSettings(decode, runtime.max_src_tokens, runtime.quantize, runtime.precision)
     )
     records = p | "ReadShards" >> ReadShards(plan.patterns, settings)
-    summarize: beam.PTransform = SummarizeDocuments(handler, with_n_best=with_n_best, keys=keys)
+    summarize: beam.PTransform = SummarizeDocuments(
+        handler, with_n_best=with_n_best, keys=keys, domain=plan.domain
+    )
     earlier = earlier_summary_files(opts.reuse or [], MANIFEST_VERSION)
     if earlier:  # --reuse: a keyed join with earlier rows; the rest goes to `summarize`
         summarize = ReuseOrSummarize(
@@ -163,6 +188,7 @@ def build_pipeline(
         codec=opts.parquet_codec,
     )
     _ = dead | "WriteDeadLetters" >> WriteDeadLetters(target, codec=opts.parquet_codec)
+    _ = summaries | "CountFlags" >> beam.ParDo(CountFlags())
     if progress_dir:
         # One reporter per stream, not a Flatten: see transforms.py.
         reporter = ReportProgress(progress_dir)
@@ -216,12 +242,25 @@ def _run_watched(
         shutil.rmtree(progress_dir, ignore_errors=True)
 
 
+def flagged_counts(counters: dict[str, int] | None) -> dict[str, int] | None:
+    """Summaries carrying each flag (every flag named, 0 included); None where the runner
+    reports no metrics."""
+    if counters is None:
+        return None
+    return {flag: counters.get(FLAGGED_COUNTER_PREFIX + flag, 0) for flag in FLAGS}
+
+
 def _manifest(
-    plan: RunPlan, options: SummarizeOptions, accounting: dict[str, Any], timing: dict[str, Any]
+    plan: RunPlan,
+    options: SummarizeOptions,
+    accounting: dict[str, Any],
+    flagged: dict[str, int] | None,
+    timing: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "manifest_version": MANIFEST_VERSION,
         **accounting,
+        "flagged": flagged,
         "model": {
             "path": plan.model,
             "fingerprint": plan.fingerprint,
@@ -278,7 +317,8 @@ def run_plan(
             raise
         logger.debug("job failed", exc_info=True)  # the runner's error: keep its message
         raise _job_failure(err) from err
-    accounting = account(attempt, counter_totals(result))
+    counters = counter_totals(result)
+    accounting = account(attempt, counters)
     promote(attempt, plan.output)
     check_dead_letters(accounting, options.max_dead_letter_fraction, plan.output)
     timing = {
@@ -286,9 +326,13 @@ def run_plan(
         "finished_at": _utc_now(),
         "duration_s": round(time.monotonic() - clock, 3),
     }
-    manifest = _manifest(plan, options, accounting, timing)
+    manifest = _manifest(plan, options, accounting, flagged_counts(counters), timing)
     write_manifest(plan.output, manifest)
-    return RunReport(output=plan.output, manifest=manifest)
+    report = RunReport(output=plan.output, manifest=manifest)
+    warning = report.misfit_warning(options.warn_out_of_domain_share)
+    if warning:
+        logger.warning("%s", warning)
+    return report
 
 
 def finished_run(options: SummarizeOptions) -> RunReport | None:

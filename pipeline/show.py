@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -21,6 +22,8 @@ class OutputNotFound(S2SError):
 # Columns ``s2s show --sort`` can order by (largest first) and the value that means "flagged".
 SORTABLE = ("novel_words", "repeated_words", "score", "src_tokens", "summary_tokens")
 ANY_FLAG = "any"
+# Rows read at once while counting the flagged ones.
+FLAG_SCAN_BATCH = 65_536
 
 
 def read_rows(
@@ -56,6 +59,29 @@ def read_rows(
     else:
         chosen = [row for _, row in zip(range(limit), rows, strict=False)]
     return [{c: row.get(c) for c in columns} if columns else row for row in chosen]
+
+
+def row_counts(output: str, *, dead_letters: bool = False, flag: str | None = None) -> RowCounts:
+    """How many rows the run's summaries (or dead letters) hold, from the files' footers, and,
+    with ``flag``, how many carry it (which reads the ``flags`` column of every row)."""
+    directory = dead_letter_dir(output) if dead_letters else summaries_dir(output)
+    files = output_files(directory)
+    total = 0
+    for path in files:
+        with FileSystems.open(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    if flag is None:
+        return RowCounts(total, total)
+    matching = sum(_flagged(row, flag) for row in _rows(files, ["flags"], FLAG_SCAN_BATCH))
+    return RowCounts(total, matching)
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Rows in all, and those that match the filter (all of them without one)."""
+
+    total: int
+    matching: int
 
 
 def _rows(files: Sequence[str], columns: Sequence[str], batch_size: int) -> Iterator[dict]:

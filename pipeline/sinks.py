@@ -60,7 +60,7 @@ SUMMARY_FIELDS = (
     pa.field("model_id", pa.string(), nullable=False),
     # Quality signals (s2s_model.quality): share of summary words absent from the source,
     # content words said more than once, and flags among novel_word, repeat, truncated_source,
-    # forced_end.
+    # forced_end, out_of_domain (s2s_model.domain).
     pa.field("novel_words", pa.float32(), nullable=False),
     pa.field("repeated_words", pa.int32(), nullable=False),
     pa.field("flags", pa.list_(pa.string()), nullable=False),

@@ -24,13 +24,16 @@ from pipeline.reuse import RowKeys
 from pipeline.sinks import DEAD_LETTER, SUMMARIES
 from pipeline.sources import Document, Record
 from s2s_model import Summary
-from s2s_model.quality import assess
+from s2s_model.domain import DomainProfile
+from s2s_model.quality import FLAGS, assess
 
 EMPTY_DETAIL = "document is empty or holds only whitespace and control or format characters"
 # Unicode categories that carry no text: controls (NUL, ...) and format characters (zero-width
 # joiners, bidi marks, BOM). A document of nothing else is blank, though a tokenizer may still
 # read pieces in it (SentencePiece reads NUL as a token).
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+# Counter of the rows carrying a flag: ``flagged_<flag>`` (pipeline/run.py reads them).
+FLAGGED_COUNTER_PREFIX = "flagged_"
 
 
 def is_blank(text: str) -> bool:
@@ -48,11 +51,20 @@ def validate(record: Record) -> Record:
 
 
 def summary_row(
-    doc: Document, summary: Summary, model_id: str, *, with_n_best: bool, reuse_key: str
+    doc: Document,
+    summary: Summary,
+    model_id: str,
+    *,
+    with_n_best: bool,
+    reuse_key: str,
+    domain: DomainProfile | None = None,
 ) -> dict[str, Any]:
-    """The Parquet row of one summarized document (see ``sinks.summary_schema``)."""
+    """The Parquet row of one summarized document (see ``sinks.summary_schema``); ``domain``
+    is the training domain of the model that wrote ``summary`` (None: never out of domain)."""
     truncated = doc.cut or summary.truncated
-    quality = assess(summary.text, doc.text, truncated=truncated, forced_end=summary.forced_end)
+    quality = assess(
+        summary.text, doc.text, truncated=truncated, forced_end=summary.forced_end, domain=domain
+    )
     row: dict[str, Any] = {
         "doc_id": doc.doc_id,
         "source": doc.source,
@@ -76,9 +88,12 @@ def summary_row(
 class _ToRows(beam.DoFn):
     """RunInference results -> summary rows (main output) or dead letters (tagged)."""
 
-    def __init__(self, *, with_n_best: bool, keys: RowKeys) -> None:
+    def __init__(
+        self, *, with_n_best: bool, keys: RowKeys, domain: DomainProfile | None = None
+    ) -> None:
         self._with_n_best = with_n_best
         self._keys = keys
+        self._domain = domain
         self._summarized = Metrics.counter(METRICS_NAMESPACE, "documents_summarized")
         self._tokens_out = Metrics.counter(METRICS_NAMESPACE, "tokens_out")
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "documents_truncated")
@@ -101,6 +116,7 @@ class _ToRows(beam.DoFn):
                 model_id,
                 with_n_best=self._with_n_best,
                 reuse_key=self._keys(record, model_id),
+                domain=self._domain,
             )
             self._summarized.inc()
             self._tokens_out.inc(row["summary_tokens"])
@@ -109,18 +125,45 @@ class _ToRows(beam.DoFn):
             yield row
 
 
+class CountFlags(beam.DoFn):
+    """Counts the rows carrying each flag (``flagged_<flag>`` counters) and passes nothing on:
+    applied to every summary row the job writes, decoded or carried over by ``--reuse``."""
+
+    def __init__(self) -> None:
+        self._flagged = {
+            flag: Metrics.counter(METRICS_NAMESPACE, FLAGGED_COUNTER_PREFIX + flag)
+            for flag in FLAGS
+        }
+
+    def process(self, row: dict[str, Any]) -> Iterator[Any]:
+        for flag in row["flags"]:
+            counter = self._flagged.get(flag)
+            if counter is not None:
+                counter.inc()
+        return iter(())
+
+
 class SummarizeDocuments(beam.PTransform):
     """Records -> ``{"summaries": rows, "dead_letter": DeadLetters}``.
 
     Every record comes out exactly once, as a summary row or as a dead letter. ``keys`` gives
-    each row its ``reuse_key`` (see reuse.py), from the fingerprint of the model that decoded it.
+    each row its ``reuse_key`` (see reuse.py), from the fingerprint of the model that decoded it;
+    ``domain`` is that model's training domain (``Summarizer.domain``), for ``out_of_domain``.
     """
 
-    def __init__(self, handler: Seq2SeqModelHandler, *, with_n_best: bool, keys: RowKeys) -> None:
+    def __init__(
+        self,
+        handler: Seq2SeqModelHandler,
+        *,
+        with_n_best: bool,
+        keys: RowKeys,
+        domain: DomainProfile | None = None,
+    ) -> None:
         super().__init__()
         self._handler = handler
         self._with_n_best = with_n_best
         self._keys = keys
+        self._domain = domain
 
     def expand(self, records: beam.pvalue.PCollection) -> dict[str, beam.pvalue.PCollection]:
         outcomes = (
@@ -128,8 +171,8 @@ class SummarizeDocuments(beam.PTransform):
             | "Validate" >> beam.Map(validate)
             | "RunInference" >> RunInference(self._handler)
             | "ToRows"
-            >> beam.ParDo(_ToRows(with_n_best=self._with_n_best, keys=self._keys)).with_outputs(
-                DEAD_LETTER, main=SUMMARIES
-            )
+            >> beam.ParDo(
+                _ToRows(with_n_best=self._with_n_best, keys=self._keys, domain=self._domain)
+            ).with_outputs(DEAD_LETTER, main=SUMMARIES)
         )
         return {SUMMARIES: outcomes[SUMMARIES], DEAD_LETTER: outcomes[DEAD_LETTER]}

@@ -11,12 +11,15 @@ import importlib
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline import LOG_FORMAT, HarmlessBeamWarnings
 from s2s_cli.command import S2SCommand, S2SGroup
+
+if TYPE_CHECKING:
+    from pipeline.show import RowCounts
 
 # Third-party libraries log import-time chatter on the root logger (Beam: "apitools not
 # found"); ours log on named loggers. Root records below ERROR are shown with -v only.
@@ -26,7 +29,7 @@ PROGRESS_EVERY_S = 10.0
 SHOW_COLUMNS = ("doc_id", "summary", "score", "src_tokens", "novel_words", "flags")
 DEAD_LETTER_COLUMNS = ("doc_id", "reason", "detail", "raw")
 # s2s_model.quality.FLAGS and pipeline.show.SORTABLE, spelled here to keep `s2s --help` instant.
-FLAGS = ("novel_word", "repeat", "truncated_source", "forced_end")
+FLAGS = ("novel_word", "repeat", "truncated_source", "forced_end", "out_of_domain")
 SORTABLE = ("novel_words", "repeated_words", "score", "src_tokens", "summary_tokens")
 
 
@@ -180,7 +183,7 @@ def show(
     output: str, limit: int, dead_letters: bool, width: int, flag: str | None, sort: str | None
 ) -> None:
     """Print a run's summaries (or dead letters) from DIR as a table, with its counts."""
-    from pipeline.show import read_rows, run_summary
+    from pipeline.show import read_rows, row_counts, run_summary
 
     columns = DEAD_LETTER_COLUMNS if dead_letters else SHOW_COLUMNS
     if dead_letters and (flag or sort):
@@ -188,9 +191,20 @@ def show(
     rows = read_rows(
         output, dead_letters=dead_letters, limit=limit, columns=columns, flag=flag, sort=sort
     )
-    header = run_summary(output)
-    click.echo(header)
+    counts = row_counts(output, dead_letters=dead_letters, flag=flag)
+    click.echo(run_summary(output))
     click.echo(format_table(rows, columns, width))
+    click.echo(shown_line(len(rows), counts, dead_letters=dead_letters, flag=flag, sort=sort))
+
+
+def shown_line(
+    shown: int, counts: RowCounts, *, dead_letters: bool, flag: str | None, sort: str | None
+) -> str:
+    """ "showing 10 of 1,200 summaries (37 match --flag repeat)", and how they were chosen."""
+    kind = "dead letters" if dead_letters else "summaries"
+    match = f" ({counts.matching:,} match --flag {flag})" if flag else ""
+    order = f", those with the largest {sort}" if sort else ""
+    return f"showing {shown:,} of {counts.total:,} {kind}{match}{order}"
 
 
 def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int) -> str:

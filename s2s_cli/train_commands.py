@@ -296,12 +296,12 @@ def evaluate(
         raise click.UsageError("give --model or --predictions, not both")
     pairs = _read_pairs(test_file, text_field, summary_field, limit)
     sources, references = [p.text for p in pairs], [p.summary for p in pairs]
-    seconds = None
+    seconds, domain = None, None
     if predictions:
         outputs = _read_predictions(predictions, prediction_field, len(pairs))
     else:
         _set_threads(threads)
-        outputs, seconds = _run_model(model_path, sources, decode_flags, max_src_tokens)
+        outputs, seconds, domain = _run_model(model_path, sources, decode_flags, max_src_tokens)
     known = None
     if known_words_from:
         from s2s_model.quality import vocabulary
@@ -309,7 +309,8 @@ def evaluate(
         train = _read_pairs(known_words_from, text_field, summary_field, None)
         known = vocabulary(text for p in train for text in (p.text, p.summary))
     report = evaluate_predictions(references, outputs, sources=sources, seconds=seconds,
-                                  max_lead_words=max_lead_words, known_words=known)  # fmt: skip
+                                  max_lead_words=max_lead_words, known_words=known,
+                                  domain=domain)  # fmt: skip
     _write_outputs(report, outputs, json_out, predictions_out, test_file)
     click.echo(format_report(report, system_name="predictions" if predictions else "model"))
 
@@ -330,7 +331,9 @@ def _run_model(
     sources: list[str],
     decode_flags: dict[str, Any],
     max_src_tokens: int | None,
-) -> tuple[list[str], float]:
+) -> tuple[list[str], float, Any]:
+    """The model's summaries of ``sources``, their seconds, and its training domain (for
+    ``novel_word`` by its own house style; None for a model saved without one)."""
     from s2s_model.checkpoint import load_checkpoint
     from s2s_model.config import DEFAULT_MAX_SRC_TOKENS, RuntimeSettings
     from s2s_model.evaluation import summarize_all
@@ -346,7 +349,7 @@ def _run_model(
     settings = RuntimeSettings(max_src_tokens=max_src_tokens or DEFAULT_MAX_SRC_TOKENS)
     summarizer = Summarizer(checkpoint, settings)
     outputs, seconds = summarize_all(summarizer, sources, decode)
-    return outputs, seconds
+    return outputs, seconds, summarizer.domain
 
 
 def _write_outputs(

@@ -27,6 +27,7 @@ from s2s_model.quality import rates
 
 if TYPE_CHECKING:
     from s2s_model.config import DecodeConfig
+    from s2s_model.domain import DomainProfile
     from s2s_model.summarizer import Summarizer
 
 logger = logging.getLogger(__name__)
@@ -206,18 +207,21 @@ def evaluate_predictions(
     seconds: float | None = None,
     max_lead_words: int = DEFAULT_MAX_LEAD_WORDS,
     known_words: set[str] | None = None,
+    domain: DomainProfile | None = None,
 ) -> EvaluationReport:
     """Score ``predictions``; with ``sources`` also the best lead-N baseline, source length and
     the quality rates (with ``known_words``, the words of the training corpus, also the share of
-    summaries holding a word in neither the source nor that corpus: a glued or cut copy)."""
+    summaries holding a word in neither the source nor that corpus: a glued or cut copy; with
+    the model's ``domain`` (``Summarizer.domain``), ``novel_word`` as the pipeline's rows count
+    it and the share of sources flagged ``out_of_domain``)."""
     system = rouge(references, predictions)
     lengths = {"reference": mean_words(references), "prediction": mean_words(predictions)}
     lead = None
     quality = None
     if sources is not None:
         quality = {
-            "system": rates(predictions, sources, known_words),
-            "reference": rates(references, sources, known_words),
+            "system": rates(predictions, sources, known_words, domain=domain),
+            "reference": rates(references, sources, known_words, domain=domain),
         }
         lead = best_lead_baseline(sources, references, max_n=max_lead_words)
         lengths["source"] = mean_words(sources)
@@ -270,8 +274,9 @@ def format_report(report: EvaluationReport, *, system_name: str = "model") -> st
 QUALITY_LABELS = {
     "unknown_word": "glued or cut word (in neither source nor training corpus)",
     "repeat": "a content word repeated",
-    "novel_word": "most words not in the source",
+    "novel_word": "most words novel (not in the source, nor house style)",
     "novel_words": "mean share of words not in the source",
+    "out_of_domain": "source far from the model's training domain",
 }
 
 

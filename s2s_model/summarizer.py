@@ -19,6 +19,7 @@ import torch
 from s2s_model.checkpoint import Checkpoint, load_checkpoint
 from s2s_model.config import DecodeConfig, RuntimeSettings
 from s2s_model.device import resolve_device
+from s2s_model.domain import DomainProfile, domain_profile
 from s2s_model.quantize import quantize_model
 from s2s_model.search import Hypothesis, SearchStats, beam_search, search_documents
 from s2s_model.tokenizer import PAD_ID, TextTokenizer
@@ -102,6 +103,9 @@ class Summarizer:
         self.decode: DecodeConfig = checkpoint.decode
         self.fingerprint: str = checkpoint.fingerprint
         self.metadata = checkpoint.metadata
+        # The model's training domain (None for a model saved without one: nothing is then
+        # flagged out of domain); ``quality.assess(..., domain=summarizer.domain)`` uses it.
+        self.domain: DomainProfile | None = domain_profile(checkpoint.metadata)
         self._frequent_ids: dict[int, torch.Tensor] = {}
         self._words = word_pieces(self.tokenizer).to(device)
         self._stand_in: DocumentSearch | None = None

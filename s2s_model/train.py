@@ -13,7 +13,9 @@ budget, in a seeded order per epoch; teacher forcing with label smoothing (plus 
 of See et al. 2017 when the model has coverage); Adam with linear warm-up then decay; gradient
 clipping. Every ``eval_every`` updates (or each epoch) it measures validation loss and ROUGE of
 real beam-search summaries of a fixed sample, keeps the best checkpoint and stops early when the
-score has not improved for ``patience`` validations.
+score has not improved for ``patience`` validations. At the end, the best checkpoint's
+config.json gets the training domain (``s2s_model.domain``: the words of the training data and
+the out-of-domain threshold set on the validation sources), which ``out_of_domain`` reads.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from s2s_model.checkpoint import load_checkpoint, save_checkpoint
+from s2s_model.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from s2s_model.config import DEFAULT_DEVICE, DecodeConfig, ModelConfig, TrainConfig
 from s2s_model.curves import write_curves
 from s2s_model.device import hardware, resolve_device
+from s2s_model.domain import attach_profile, build_profile
 from s2s_model.errors import S2SError
 from s2s_model.model import Seq2Seq
 from s2s_model.objective import learning_rate, token_loss
@@ -161,6 +164,7 @@ def fit(
     _write_curves(run)
     if decode_candidates and run.rouge_sample:
         _save_best_decode(run, decode_candidates)
+    _save_domain(run.output / BEST_DIR, train_pairs, valid_pairs)
     best = next((h for h in run.state.history if h["step"] == run.state.best_step), {})
     logger.info("training stopped (%s) at step %d; best: %s", stopped, run.state.step, best)
     return FitResult(run.output / BEST_DIR, best, run.state.step, run.state.elapsed, stopped)
@@ -426,6 +430,26 @@ def _save_best_decode(run: _Run, candidates: Sequence[DecodeConfig]) -> None:
         best_dir, checkpoint.model, checkpoint.tokenizer, decode=ranked[0][0], metadata=metadata
     )
     logger.info("saved %s with decoding %s (ROUGE-L %.2f)", best_dir, ranked[0][0], ranked[0][1])
+
+
+def _save_domain(
+    best_dir: Path,
+    train_pairs: Sequence[tuple[str, str]],
+    valid_pairs: Sequence[tuple[str, str]],
+) -> None:
+    """Save the training domain (``s2s_model.domain``) in the best checkpoint: the words its
+    training sources and summaries use, and the out-of-domain threshold set on the
+    validation sources."""
+    if not (best_dir / CONFIG_FILE).exists():
+        return
+    profile = build_profile(train_pairs, [text for text, _ in valid_pairs])
+    attach_profile(best_dir, profile)
+    logger.info(
+        "saved the training domain in %s: %d known words, out of domain below %.3f",
+        best_dir,
+        len(profile.known_words),
+        profile.threshold,
+    )
 
 
 def _validate_and_save(run: _Run, meter: _Meter) -> None:

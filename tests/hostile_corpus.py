@@ -1,11 +1,13 @@
 """A hostile corpus, built at test time, with the outcome a correct run gives for every record.
 
 Each shard is written next to the records it must produce: ``Expected(source, doc_id, outcome)``,
-where ``outcome`` is ``SUMMARY`` or a dead-letter reason code. Bytes that are not UTF-8, NUL
-bytes, empty files and lines, whitespace of every kind, a 50 MB line (plain and as a small
-``.gz`` that inflates to it), a binary file, truncated and fake compressed files, malformed and
-deeply nested JSON, wrong field types, duplicate and odd ids, right-to-left text, emoji,
-combining marks, other scripts, and a shard whose file name is not UTF-8.
+where ``outcome`` is ``SUMMARY`` or a dead-letter reason code; a blank line (``BLANK``) is no
+record and is only counted (``skipped_blank``). Bytes that are not UTF-8, NUL bytes, byte-order
+marks, empty files and lines, whitespace of every kind, a 50 MB line (plain and as a small
+``.gz`` that inflates to it), a jsonl record far longer than a text line, a binary file,
+truncated and fake compressed files, malformed and deeply nested JSON, wrong field types,
+duplicate and odd ids, right-to-left text, emoji, combining marks, other scripts, and a shard
+whose file name is not UTF-8.
 
 Runs read it with ``--id_field id --max_doc_chars MAX_DOC_CHARS`` (``hostile_args``).
 """
@@ -34,11 +36,15 @@ NOT_OBJECT = "not_an_object"
 MISSING = "missing_field"
 WRONG_TYPE = "wrong_field_type"
 UNREADABLE = "unreadable_shard"
+BLANK = "blank"  # a blank line: no record, counted in skipped_blank
 
 MAX_DOC_CHARS = 2000
 # 4 bytes per character: the longest line the readers hold (sources.ReadSettings.max_line_bytes).
 MAX_LINE_BYTES = MAX_DOC_CHARS * 4
 BIG_LINE_BYTES = 50 * 1024 * 1024
+# A jsonl record is read whole (up to sources.MAX_RECORD_BYTES) and cut: far past
+# MAX_LINE_BYTES, and the same in the memory test's twin corpus (only lines are compared there).
+LONG_RECORD_BYTES = 1024 * 1024
 # Deep enough to exhaust Python's recursion limit, short enough to be read whole.
 NESTING_DEPTH = 3000
 OBJECT_NESTING_DEPTH = 1500  # '{"":' per level: 7.5 KB
@@ -73,6 +79,7 @@ class Expected:
 class HostileCorpus:
     root: Path
     records: list[Expected] = field(default_factory=list)
+    skipped_blank: int = 0
     big_line: Path | None = None  # the 50 MB line, for the memory test to replace
 
     @property
@@ -92,10 +99,15 @@ class HostileCorpus:
         return len(self.records) - self.summarized
 
     def expect(self, path: Path, outcomes: list[str], ids: list[str] | None = None) -> None:
-        """Records of ``path``, in order; ids default to ``<path>:<line>``."""
+        """Records of ``path``, in order, a ``BLANK`` for each blank line; ids default to
+        ``<path>:<line>``."""
         source = safe_text(str(path))
         ids = ids or [f"{source}:{n}" for n in range(1, len(outcomes) + 1)]
-        self.records += [Expected(source, i, o) for i, o in zip(ids, outcomes, strict=True)]
+        for doc_id, outcome in zip(ids, outcomes, strict=True):
+            if outcome == BLANK:
+                self.skipped_blank += 1
+            else:
+                self.records.append(Expected(source, doc_id, outcome))
 
 
 def hostile_args(corpus: HostileCorpus, output: Path, model: Path, *extra: str) -> list[str]:
@@ -138,21 +150,29 @@ def _encodings(corpus: HostileCorpus) -> None:
         b"overlong \xc0\xaf slash and \xed\xa0\x80 surrogate package",  # invalid UTF-8 forms
         b"cut \xe2\x82 in the middle of a euro sign",
         b"the \x00 package \x00 with NUL bytes",
-        "\ufeffBOM then the package".encode(),
+        "\ufeffBOM then the package".encode(),  # a BOM starting a later line: dropped too
         b"windows line ending package\r",
         b"a lone \r carriage return library",
     ]
-    _write(corpus.root / "encodings.txt", b"\n".join(lines) + b"\n")
-    corpus.expect(corpus.root / "encodings.txt", [SUMMARY] * len(lines))
+    _write(corpus.root / "encodings.txt", "\ufeff".encode() + b"\n".join(lines) + b"\n")
+    corpus.expect(corpus.root / "encodings.txt", [SUMMARY] * len(lines))  # a BOM on line 1
 
 
 def _blanks(corpus: HostileCorpus) -> None:
     _write(corpus.root / "empty.txt", b"")  # no records at all
     _write(corpus.root / "newlines.txt", b"\n\n\r\n\n")
-    corpus.expect(corpus.root / "newlines.txt", [EMPTY] * 4)
-    lines = ["", *UNICODE_BLANKS, "the package", *INVISIBLE, "   "]
+    corpus.expect(corpus.root / "newlines.txt", [BLANK] * 4)
+    # Blank: nothing but spaces, tabs and a BOM. Other whitespace and invisible characters make
+    # a record, with no text.
+    lines = ["", *UNICODE_BLANKS, "the package", *INVISIBLE, " \t ", "\ufeff", "   "]
     path = _write(corpus.root / "blank.txt", "\n".join(lines).encode())  # no final newline
-    corpus.expect(path, [SUMMARY if line == "the package" else EMPTY for line in lines])
+    corpus.expect(
+        path,
+        [
+            SUMMARY if line == "the package" else BLANK if line.strip(" \t\ufeff") == "" else EMPTY
+            for line in lines
+        ],
+    )
 
 
 def _huge_lines(corpus: HostileCorpus, size: int) -> None:
@@ -160,19 +180,16 @@ def _huge_lines(corpus: HostileCorpus, size: int) -> None:
     _write_line(big, WORDS.encode(), size, b"the package after it")
     corpus.big_line = big
     corpus.expect(big, [SUMMARY, SUMMARY])
-    # The same line in 50 KB of gzip (a small file that inflates to 50 MB), and as one JSON
-    # record too long to parse within the limit.
+    # The same line in 50 KB of gzip (a small file that inflates to 50 MB), and a JSON record
+    # far longer than a text line may be, read whole and cut.
     bomb = corpus.root / "bomb.txt.gz"
     _write_line(bomb, b"a", size, b"the package after the bomb")
     corpus.expect(bomb, [SUMMARY, SUMMARY])
     record = corpus.root / "huge-record.jsonl.gz"
-    _write_line(record, WORDS.encode(), size, b'{"id": "after-huge", "text": "the package"}',
+    _write_line(record, WORDS.encode(), LONG_RECORD_BYTES,
+                b'{"id": "after-huge", "text": "the package"}',
                 head=b'{"id": "huge", "text": "', tail=b'"}')  # fmt: skip
-    corpus.expect(
-        corpus.root / "huge-record.jsonl.gz",
-        [MALFORMED, SUMMARY],
-        [f"{safe_text(str(corpus.root / 'huge-record.jsonl.gz'))}:1", "after-huge"],
-    )
+    corpus.expect(record, [SUMMARY, SUMMARY], ["huge", "after-huge"])
 
 
 def _write_line(
@@ -192,12 +209,22 @@ def _write_line(
 
 
 def _binary(corpus: HostileCorpus) -> None:
-    """Random bytes read as lines: each line is summarized, or has nothing readable in it."""
-    data = random.Random(7).randbytes(BINARY_BYTES)
+    """Random bytes read as lines: each line is summarized, or has nothing readable in it, or
+    is blank (the empty lines among the noise)."""
+    data = b"\x89PNG\r\n\x1a\n" + random.Random(7).randbytes(BINARY_BYTES)
     data = data.replace(b"\n", b"\n" * 3, 5)  # a few empty lines among the noise
-    path = _write(corpus.root / "random.bin", b"\x89PNG\r\n\x1a\n" + data)
-    count = len((b"\x89PNG\r\n\x1a\n" + data).split(b"\n")) - 1 + (not data.endswith(b"\n"))
-    corpus.expect(path, [f"{SUMMARY}|{EMPTY}"] * count)
+    path = _write(corpus.root / "random.bin", data)
+    lines = data.split(b"\n")
+    lines = lines[:-1] if data.endswith(b"\n") else lines
+    assert max(len(line) for line in lines) < MAX_LINE_BYTES  # no line is cut
+    assert not any(line.startswith("\ufeff".encode()) for line in lines)  # nor starts with a BOM
+    corpus.expect(path, [_blank_or_any(line) for line in lines])
+
+
+def _blank_or_any(line: bytes) -> str:
+    """A line of random bytes: blank when it holds nothing but spaces, tabs and carriage
+    returns; else summarized, or a record with nothing readable in it."""
+    return BLANK if not line.strip(b" \t\r") else f"{SUMMARY}|{EMPTY}"
 
 
 def _compression(corpus: HostileCorpus) -> None:
@@ -239,8 +266,10 @@ def _json(corpus: HostileCorpus) -> None:
         ('{"text": "trailing comma",}', MALFORMED),
         ("{'text': 'single quotes'}", MALFORMED),
         ('{"text": "unterminated', MALFORMED),
-        ("", MALFORMED),
-        ("   ", MALFORMED),
+        ("", BLANK),
+        ("   ", BLANK),
+        ("\t\r", BLANK),
+        ("\u00a0", MALFORMED),  # not JSON whitespace
         ('{"text": "two"} {"text": "objects"}', MALFORMED),
         ("[" * NESTING_DEPTH + "]" * NESTING_DEPTH, MALFORMED),
         ('{"":' * OBJECT_NESTING_DEPTH + "1" + "}" * OBJECT_NESTING_DEPTH, MALFORMED),
@@ -251,7 +280,7 @@ def _json(corpus: HostileCorpus) -> None:
         ("42", NOT_OBJECT),
         ("[{}]", NOT_OBJECT),
         ("{}", MISSING),
-        ('{"text": null}', MISSING),
+        ('{"text": null}', MISSING),  # the field is there, but null
         ('{"Text": "wrong case"}', MISSING),
         ('{"text": 42}', WRONG_TYPE),
         ('{"text": 1e400}', WRONG_TYPE),
@@ -265,7 +294,7 @@ def _json(corpus: HostileCorpus) -> None:
         ('{"text": "first", "text": "the package, duplicate key"}', SUMMARY),
         ('{"text": "escaped \\ud83d\\udce6 emoji and a lone \\udc00 surrogate"}', SUMMARY),
         ('{"text": "newline\\ninside the package\\u2028record"}', SUMMARY),
-        ('\ufeff{"text": "a BOM before the object"}', MALFORMED),
+        ('\ufeff{"text": "a BOM before the object"}', SUMMARY),  # as concatenated files have
     ]
     lines = [line.encode() for line, _ in cases]
     lines.append(b'{"text": "invalid \xff\xfe UTF-8 inside a string package"}')
@@ -304,8 +333,9 @@ def _scripts(corpus: HostileCorpus) -> None:
     corpus.expect(path, [SUMMARY] * len(texts))
     path = corpus.root / "whole-document.jsonl"  # one JSON record holding many scripts
     whole = " ".join([RTL, EMOJI, ZALGO, *SCRIPTS])
-    path.write_text(json.dumps({"id": "all-scripts", "text": whole}) + "\n")
-    corpus.expect(path, [SUMMARY], ["all-scripts"])
+    # Saved with a BOM on line 1 (as Windows editors do), and a blank line at the end.
+    path.write_text(json.dumps({"id": "all-scripts", "text": whole}) + "\n\n", "utf-8-sig")
+    corpus.expect(path, [SUMMARY, BLANK], ["all-scripts", f"{safe_text(str(path))}:2"])
 
 
 def _parquet(corpus: HostileCorpus) -> None:

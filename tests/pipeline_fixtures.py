@@ -1,7 +1,8 @@
 """Corpora for the pipeline tests, built at test time, with their expected accounting.
 
 The dirty corpus holds one or more of every way a record can fail, next to clean records in
-every format; ``DirtyCorpus`` says, per reason, how many dead letters a correct run produces.
+every format; ``DirtyCorpus`` says, per reason, how many dead letters a correct run produces, and
+how many blank lines it skips (no records: apart from ``read``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class DirtyCorpus:
     root: Path
     summarized: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    skipped_blank: int = 0
     replaced_ids: set[str] = field(default_factory=set)
     truncated_ids: set[str] = field(default_factory=set)
 
@@ -48,6 +50,7 @@ class DirtyCorpus:
             "dead_lettered": sum(self.reasons.values()),
             "reused": 0,
             "decoded": self.summarized,
+            "skipped_blank": self.skipped_blank,
         }
 
 
@@ -82,11 +85,14 @@ def build_dirty_corpus(root: Path) -> DirtyCorpus:
 
 
 def _plain(corpus: DirtyCorpus) -> None:
-    blank = ["", "   ", "\t"]
-    no_tokens = ["\x01\x02"]  # not whitespace, but the tokenizer reads nothing in it
+    blank = ["", "   ", "\t"]  # no records: skipped
+    # Records with no text: not blank (other characters than spaces and tabs), but nothing the
+    # tokenizer reads.
+    no_tokens = ["\x01\x02", "\u00a0\u200b"]
     write_lines(corpus.root / "plain.txt", make_texts(30, seed=11) + blank + no_tokens)
     corpus.summarized += 30
-    corpus.reasons["empty_document"] += len(blank) + len(no_tokens)
+    corpus.skipped_blank += len(blank)
+    corpus.reasons["empty_document"] += len(no_tokens)
     long_line = ("library " * LONG_LINE_CHARS)[:LONG_LINE_CHARS]
     write_lines(corpus.root / "long.txt", [long_line])
     corpus.summarized += 1
@@ -97,15 +103,18 @@ def _jsonl(corpus: DirtyCorpus) -> None:
     good = [json.dumps({"id": f"r{i}", "text": t}) for i, t in enumerate(make_texts(10, seed=12))]
     surrogate = '{"id": "s1", "text": "bad \\ud800 surrogate package"}'
     bad = {
-        "malformed_json": ["{not json", "[" * 1900 + "]" * 1900, ""],
+        "malformed_json": ["{not json", "[" * 1900 + "]" * 1900],
         "not_an_object": ["[1, 2]"],
         "missing_field": ['{"id": "m1"}', '{"id": "m2", "text": null}'],
         "wrong_field_type": ['{"id": "w1", "text": 42}', '{"text": ["a list"]}'],
         "empty_document": ['{"id": "e1", "text": "  "}'],
     }
-    lines = good[:5] + [surrogate] + [line for lines in bad.values() for line in lines] + good[5:]
+    blank = ["", "  "]  # no records: skipped
+    lines = good[:5] + [surrogate] + [line for lines in bad.values() for line in lines]
+    lines += blank + good[5:]
     write_lines(corpus.root / "records.jsonl", lines)
     corpus.summarized += len(good) + 1
+    corpus.skipped_blank += len(blank)
     corpus.replaced_ids.add("s1")
     for reason, lines_of_reason in bad.items():
         corpus.reasons[reason] += len(lines_of_reason)

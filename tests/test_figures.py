@@ -48,6 +48,8 @@ DECODE_S5 = "benchmarks/results/2026-11-30/decode-2.json"
 QUALITY_S5 = "benchmarks/results/2026-11-30/quality.json"
 HOST_S6 = "benchmarks/results/2026-12-04/host.json"
 JOBS_S6 = "benchmarks/results/2026-12-04/opennmt_jobs.json"
+DOMAIN = "benchmarks/results/2026-12-05/domain.json"
+MODEL_MD = "s2s_model/pretrained/debian-synopsis/MODEL.md"
 
 # Rows of the files' lists, by what they hold.
 FP32_1_THREAD, FP32_2_PROCESSES, INT8_SHORTLIST, ONMT_1_THREAD, ONMT_2_THREADS = 0, 2, 3, 4, 5
@@ -299,6 +301,37 @@ FIGURES = (
     Figure("s2s_model/pretrained/debian-synopsis/MODEL.md", "Outputs are shorter than the "
            "references ({} vs {} words)", MODEL_EVAL,
            ((at("mean_words.prediction"), ".2f"), (at("mean_words.reference"), ".2f"))),
+    # README and MODEL.md: out_of_domain and novel_word (issue 24).
+    Figure("README.md", "it flags {}% of {} CNN/DailyMail news articles and {}% of the {} Debian "
+           "descriptions of its test split", DOMAIN,
+           ((at("out_of_domain.cnndm_valid.flagged_pct"), ".1f"),
+            (at("out_of_domain.cnndm_valid.documents"), ",.0f"),
+            (at("out_of_domain.debian_test (held out).flagged_pct"), ".1f"),
+            (at("out_of_domain.debian_test (held out).documents"), ",.0f"))),
+    Figure(MODEL_MD, "| CNN/DailyMail validation subset ({} news articles) | {}% |", DOMAIN,
+           ((at("out_of_domain.cnndm_valid.documents"), ",.0f"),
+            (at("out_of_domain.cnndm_valid.flagged_pct"), ".2f"))),
+    Figure(MODEL_MD, "| the same, first 150 words / first 60 words | {}% / {}% |", DOMAIN,
+           ((at("out_of_domain.cnndm_valid_first150.flagged_pct"), ".2f"),
+            (at("out_of_domain.cnndm_valid_first60.flagged_pct"), ".2f"))),
+    Figure(MODEL_MD, "| Debian test split ({}, held out) | {}% |", DOMAIN,
+           ((at("out_of_domain.debian_test (held out).documents"), ",.0f"),
+            (at("out_of_domain.debian_test (held out).flagged_pct"), ".2f"))),
+    Figure(MODEL_MD, "| 100 kB of random bytes, as lines ({}) | {}% |", DOMAIN,
+           ((at("out_of_domain.random_bytes_lines.documents"), ",.0f"),
+            (at("out_of_domain.random_bytes_lines.flagged_pct"), ".2f"))),
+    Figure(MODEL_MD, "On the human references it fell from {}% to {}% (test) and from {}% to "
+           "{}% (validation); on this model's test summaries from {}% to {}%; on its summaries "
+           "of {} news articles from {}% to {}%", DOMAIN,
+           ((at("novel_word.references_test.before_pct"), ".2f"),
+            (at("novel_word.references_test.after_pct"), ".2f"),
+            (at("novel_word.references_valid.before_pct"), ".2f"),
+            (at("novel_word.references_valid.after_pct"), ".2f"),
+            (at("novel_word.outputs_test.before_pct"), ".2f"),
+            (at("novel_word.outputs_test.after_pct"), ".2f"),
+            (at("novel_word.outputs_cnndm_valid.documents"), ",.0f"),
+            (at("novel_word.outputs_cnndm_valid.before_pct"), ".1f"),
+            (at("novel_word.outputs_cnndm_valid.after_pct"), ".1f"))),
 )  # fmt: skip
 
 

@@ -68,10 +68,12 @@ class Spy:
 
 
 def _shards(root: Path, name: str, texts: list[str], count: int) -> list[str]:
-    """``texts`` (and a blank line, a dead letter) in ``count`` shards ``<name>-N.txt``."""
+    """``texts`` (and a line of a no-break space: a record with no text, a dead letter) in
+    ``count`` shards ``<name>-N.txt``."""
     root.mkdir(parents=True, exist_ok=True)
     for shard in range(count):
-        write_lines(root / f"{name}-{shard}.txt", texts[shard::count] + ([""] if shard else []))
+        empty = ["\u00a0"] if shard else []
+        write_lines(root / f"{name}-{shard}.txt", texts[shard::count] + empty)
     return [str(root / f"{name}-*.txt")]
 
 
@@ -113,7 +115,7 @@ def first(
     with pytest.MonkeyPatch.context() as monkeypatch:
         Spy(monkeypatch, poisoned=[texts.poisoned])
         report = _run(inputs, root / "out", tiny_checkpoint)
-    assert (report.summarized, report.dead_lettered) == (OLD - 1, 3)  # 2 blank lines, 1 poisoned
+    assert (report.summarized, report.dead_lettered) == (OLD - 1, 3)  # 2 empty lines, 1 poisoned
     return root / "out", report
 
 
@@ -163,6 +165,7 @@ def test_a_rerun_decodes_only_new_documents_and_writes_what_a_fresh_run_writes(
         "dead_lettered": 1,
         "reused": OLD - 1,
         "decoded": NEW + 1,
+        "skipped_blank": 0,
     }
     assert progress[-1][0] == OLD + NEW + 1 and progress[-1][2] == OLD - 1
     # Every row is the fresh run's, under this run's own doc_id and source.
@@ -190,7 +193,7 @@ def test_a_rerun_decodes_only_new_documents_and_writes_what_a_fresh_run_writes(
 )
 def test_other_answer_changing_settings_reuse_nothing(
     changed: list[str], first: tuple[Path, RunReport], second_inputs: list[str],
-    tiny_checkpoint: Path, tmp_path: Path,
+    tiny_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     earlier, _ = first
     report = _run(
@@ -198,6 +201,18 @@ def test_other_answer_changing_settings_reuse_nothing(
     )
     counts = report.manifest["counts"]
     assert (counts["reused"], counts["decoded"]) == (0, OLD + NEW)
+    notes = [r.getMessage() for r in caplog.records if "can reuse nothing" in r.getMessage()]
+    assert len(notes) == 1 and f"its run differs in {changed[0][2:]} " in notes[0], notes
+
+
+def test_a_reuse_of_the_same_settings_warns_of_nothing(
+    first: tuple[Path, RunReport], second_inputs: list[str], tiny_checkpoint: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    earlier, _ = first
+    report = _run(second_inputs, tmp_path / "out", tiny_checkpoint, "--reuse", str(earlier))
+    assert report.manifest["counts"]["reused"] == OLD - 1
+    assert "can reuse nothing" not in caplog.text
 
 
 def test_the_key_holds_every_setting_that_changes_the_answer() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +20,9 @@ from pipeline.preflight import parse, preflight
 from pipeline.run import PreflightError, RunFailed, run
 from pipeline.sinks import DEAD_LETTER_SCHEMA, summary_schema
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
-from tests.conftest import make_texts
+from s2s_model.domain import DomainProfile, attach_profile
+from s2s_model.quality import FLAGS
+from tests.conftest import WORDS, make_texts
 from tests.pipeline_fixtures import (
     DirtyCorpus,
     build_dirty_corpus,
@@ -136,7 +140,10 @@ def test_overwrite_and_reruns_leave_no_stale_files(tmp_path: Path, tiny_checkpoi
 def test_too_many_dead_letters_fail_the_run_without_manifest(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
-    inputs = write_lines(tmp_path / "mostly-blank.txt", ["", " ", "", "the package"])
+    # Three records with no text (dead letters) and blank lines, which are no records: they
+    # count neither in the records nor against the fraction.
+    lines = ["", "\u00a0", " ", "\x01", "", "\u200b", "\t", "the package"]
+    inputs = write_lines(tmp_path / "mostly-empty.txt", lines)
     output = tmp_path / "out"
     argv = summarize_args([str(inputs)], output, tiny_checkpoint)
     with pytest.raises(RunFailed, match=r"3 of 4 records \(75.0%\)"):
@@ -145,6 +152,7 @@ def test_too_many_dead_letters_fail_the_run_without_manifest(
     assert pq.read_table(output / "dead_letter").num_rows == 3  # kept for diagnosis
     report = run([*argv, "--max_dead_letter_fraction", "0.8"])
     assert report.dead_lettered == 3 and (output / "_SUCCESS.json").exists()
+    assert report.manifest["counts"]["skipped_blank"] == 4
 
 
 def test_n_best_column_and_decode_flags_reach_the_model(
@@ -317,3 +325,109 @@ def test_only_a_local_run_keeps_preflights_model_for_its_workers(
     assert isinstance(local.loaded, Summarizer)
     assert remote.loaded is None
     assert remote.fingerprint == local.fingerprint
+
+
+# -- out of domain (issue 24) -------------------------------------------------------------------
+
+# The tiny models' training words are known; nothing else is.
+TINY_DOMAIN = DomainProfile(
+    known_words=frozenset(WORDS), summary_words=frozenset(WORDS), threshold=0.6
+)
+NEWS_LINES = [
+    "Shares fell sharply on Wall Street on Monday after the central bank raised rates.",
+    "The striker scored twice as the champions won their fifth game in a row at home.",
+    "Heavy rain flooded roads across the region and forecasters expect more storms.",
+]
+
+
+@pytest.fixture(scope="module")
+def domain_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("domain") / "model"
+    shutil.copytree(tiny_checkpoint, directory)
+    attach_profile(directory, TINY_DOMAIN)
+    return directory
+
+
+def _flag_counts(output: Path) -> dict[str, int]:
+    rows = pq.read_table(output / "summaries").to_pylist()
+    counts = Counter(flag for row in rows for flag in row["flags"])
+    return {flag: counts[flag] for flag in FLAGS}
+
+
+def test_out_of_domain_rows_are_flagged_counted_and_warned_about(
+    tmp_path: Path, domain_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = make_texts(2, seed=5) + NEWS_LINES  # 3 of 5 out of domain: above half
+    shard = write_lines(tmp_path / "in.txt", lines)
+    output = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
+        report = run(summarize_args([str(shard)], output, domain_checkpoint))
+    rows = {
+        r["doc_id"].rsplit(":", 1)[1]: r for r in pq.read_table(output / "summaries").to_pylist()
+    }
+    flagged = {i for i, r in rows.items() if "out_of_domain" in r["flags"]}
+    assert flagged == {"3", "4", "5"}  # lines are numbered from 1: the three news lines
+    manifest = json.loads((output / "_SUCCESS.json").read_text())
+    assert manifest["flagged"] == _flag_counts(output)
+    assert manifest["flagged"]["out_of_domain"] == report.out_of_domain == 3
+    assert "3 flagged out_of_domain" in report.describe()
+    assert "3 of 5 summaries (60%) are flagged out_of_domain" in caplog.text
+    assert "--model" in caplog.text
+
+    # Rows carried over by --reuse are counted too (they pass no model).
+    again = run(summarize_args([str(shard)], tmp_path / "again", domain_checkpoint,
+                               "--reuse", str(output)))  # fmt: skip
+    assert again.manifest["counts"]["reused"] == 5
+    assert again.manifest["flagged"] == manifest["flagged"]
+
+
+def test_a_run_below_the_share_says_its_count_but_does_not_warn(
+    tmp_path: Path, domain_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shard = write_lines(tmp_path / "in.txt", [*make_texts(3, seed=6), NEWS_LINES[0]])
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
+        report = run(summarize_args([str(shard)], tmp_path / "out", domain_checkpoint))
+    assert report.out_of_domain == 1
+    assert "1 flagged out_of_domain" in report.describe()
+    assert "are flagged out_of_domain" not in caplog.text
+
+
+def test_a_model_without_a_domain_never_flags_out_of_domain(
+    dirty_run: tuple[Path, run_module.RunReport, list],
+) -> None:
+    output, report, _ = dirty_run
+    assert Summarizer.load(report.manifest["model"]["path"]).domain is None
+    assert report.manifest["flagged"] == _flag_counts(output)
+    assert report.manifest["flagged"]["out_of_domain"] == 0
+    assert "flagged" not in report.describe()
+
+
+def test_misfit_warning_above_the_share_names_the_model_flag() -> None:
+    manifest = {
+        "counts": {"read": 10, "summarized": 10, "dead_lettered": 0},
+        "flagged": {"out_of_domain": 6},
+        "model": {"path": "bundled"},
+        "duration_s": 1.0,
+    }
+    report = run_module.RunReport(output="out", manifest=manifest)
+    warning = report.misfit_warning(0.5)
+    assert warning is not None
+    assert "6 of 10 summaries (60%)" in warning and "the bundled model" in warning
+    assert "--model" in warning
+    assert report.misfit_warning(0.6) is None  # 6 of 10 is not above 60%
+    no_metrics = run_module.RunReport(output="out", manifest={**manifest, "flagged": None})
+    assert no_metrics.out_of_domain == 0 and no_metrics.misfit_warning(0.5) is None
+
+
+def test_a_remote_runs_plan_carries_the_models_domain(
+    tmp_path: Path, domain_checkpoint: Path
+) -> None:
+    """Worked out once, in preflight, for every runner: the job is built from the plan."""
+    shard = write_lines(tmp_path / "in.txt", make_texts(2))
+    argv = summarize_args([str(shard)], tmp_path / "out", domain_checkpoint)
+    local = preflight(parse(argv))
+    remote = preflight(parse([*argv, "--runner", "DataflowRunner"]))
+    assert remote.loaded is None
+    assert remote.domain == local.domain == TINY_DOMAIN
+    bundled = [arg for arg in argv if arg != str(domain_checkpoint) and arg != "--model"]
+    assert preflight(parse(bundled)).domain == Summarizer.load().domain is not None

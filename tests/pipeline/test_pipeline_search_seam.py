@@ -41,7 +41,7 @@ def test_a_stand_in_answers_every_document_of_the_job(tmp_path: Path, bundled: S
         assert row["summary"] == expected
         assert row["src_tokens"] == len(source.ids)
         assert row["summary_tokens"] == min(SUMMARY_PIECES, len(source.ids))
-        quality = assess(expected, text)
+        quality = assess(expected, text, domain=bundled.domain)
         assert (row["novel_words"], row["flags"]) == (pytest.approx(quality.novel_words),
                                                       quality.flags)  # fmt: skip
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.output import write_manifest
-from pipeline.show import SORTABLE, OutputNotFound, read_rows, run_summary
+from pipeline.show import SORTABLE, OutputNotFound, RowCounts, read_rows, row_counts, run_summary
 
 # Two part files, as a run writes them: the rows of the first come first.
 PARTS: list[list[dict[str, Any]]] = [
@@ -120,3 +120,11 @@ def test_the_run_summary_of_a_finished_run(output: str) -> None:
     for part in ("model abc123", "finished 2026-01-02T03:04:05Z on DirectRunner"):
         assert part in line
     assert "\n" not in line
+
+
+def test_row_counts_come_from_the_footers_and_the_flags(output: str) -> None:
+    assert row_counts(output) == RowCounts(total=5, matching=5)
+    assert row_counts(output, flag="repeat") == RowCounts(total=5, matching=2)
+    assert row_counts(output, flag="any") == RowCounts(total=5, matching=3)
+    assert row_counts(output, flag="forced_end") == RowCounts(total=5, matching=0)
+    assert row_counts(output, dead_letters=True) == RowCounts(total=1, matching=1)

@@ -187,6 +187,7 @@ def assert_complete(output: Path, corpus: Corpus) -> None:
         "dead_lettered": 0,
         "reused": 0,
         "decoded": len(corpus.ids),
+        "skipped_blank": 0,
     }
     ids = summarized_ids(output)
     assert set(ids) == corpus.ids, "documents missing or foreign"

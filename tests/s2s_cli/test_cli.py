@@ -24,9 +24,10 @@ FAST = ["--max_len", "5", "--beam_size", "2"]
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
-    """An output directory of a finished run: 6 lines, one of them blank."""
+    """An output directory of a finished run: 7 lines, one of them with no text (a no-break
+    space) and one blank."""
     root = tmp_path_factory.mktemp("cli")
-    corpus = write_lines(root / "in.txt", [*make_texts(5, seed=21), ""])
+    corpus = write_lines(root / "in.txt", [*make_texts(5, seed=21), "\u00a0", ""])
     output = root / "out"
     result = invoke(
         "summarize", str(corpus), "--output", str(output), "--model", str(tiny_checkpoint),
@@ -40,7 +41,9 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def test_summarize_counts_a_blank_line_as_a_dead_letter(finished: Path) -> None:
+def test_summarize_counts_an_empty_line_as_a_dead_letter_and_a_blank_one_apart(
+    finished: Path,
+) -> None:
     manifest = json.loads((finished / "_SUCCESS.json").read_text())
     assert manifest["counts"] == {
         "read": 6,
@@ -48,6 +51,7 @@ def test_summarize_counts_a_blank_line_as_a_dead_letter(finished: Path) -> None:
         "dead_lettered": 1,
         "reused": 0,
         "decoded": 5,
+        "skipped_blank": 1,
     }
 
 
@@ -69,7 +73,8 @@ def test_show_prints_summaries_and_dead_letters(finished: Path) -> None:
     lines = result.stdout.splitlines()
     assert "6 records, 5 summarized, 1 dead letters" in lines[0]
     assert lines[1].split() == ["doc_id", "summary", "score", "src_tokens", "novel_words", "flags"]
-    assert len(lines) == 2 + 1 + 2  # run line, header, rule, two rows
+    assert len(lines) == 2 + 1 + 2 + 1  # run line, header, rule, two rows, what was shown
+    assert lines[-1] == "showing 2 of 5 summaries"
     dead = invoke("show", str(finished), "--dead_letters")
     assert dead.exit_code == 0, dead.output
     assert "empty_document" in dead.stdout and "in.txt:6" in dead.stdout
@@ -91,7 +96,11 @@ def test_show_filters_and_sorts_by_the_quality_columns(finished: Path) -> None:
     result = invoke("show", str(finished), "--flag", "forced_end", "--sort", "novel_words")
     assert result.exit_code == 0, result.output
     forced = sum("forced_end" in r["flags"] for r in rows)
-    assert len(result.stdout.splitlines()) == 3 + forced
+    assert len(result.stdout.splitlines()) == 3 + forced + 1
+    assert result.stdout.splitlines()[-1] == (
+        f"showing {forced} of 5 summaries ({forced} match --flag forced_end), those with the"
+        " largest novel_words"
+    )
     refused = CliRunner().invoke(main, ["show", str(finished), "--dead_letters", "--flag", "any"])
     assert refused.exit_code == 2 and "apply to summaries" in refused.output
 

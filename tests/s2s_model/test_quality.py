@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2s_model.domain import DomainProfile
 from s2s_model.quality import (
     FLAGS,
     FUNCTION_WORDS,
@@ -108,3 +109,51 @@ def test_fast_words_and_signals_match_the_per_word_definition(summary: str, sour
         w for w in _reference_words(summary) if w not in FUNCTION_WORDS and not w.isdigit()
     )
     assert repeated_words(summary) == [w for w, n in counts.items() if n > 1]
+
+
+# Known: every word of SOURCE but "qt" and "6"; house style: "library", "development", "files".
+DOMAIN = DomainProfile(
+    known_words=frozenset(words(SOURCE)) - {"qt", "6"},
+    summary_words=frozenset({"library", "development", "files"}),
+    threshold=0.6,
+    prior_words=3.0,
+)
+NEWS = "Shares fell sharply on Wall Street on Monday after the central bank raised rates."
+
+
+def test_out_of_domain_needs_a_profile_and_a_far_source() -> None:
+    near = assess("Python 3 bindings for the Qt 6 Help module", SOURCE, domain=DOMAIN)
+    # SOURCE: 15 distinct words, 13 known: (13 + 3) / (15 + 3).
+    assert near.known_share == pytest.approx(16 / 18, abs=1e-4)
+    assert "out_of_domain" not in near.flags
+    far = assess("Wall Street rates", NEWS, domain=DOMAIN)
+    # NEWS: 13 distinct words, "the" alone known: (1 + 3) / (13 + 3) < 0.6.
+    assert far.known_share == pytest.approx(4 / 16, abs=1e-4)
+    assert far.flags == ["out_of_domain"]
+    plain = assess("Wall Street rates", NEWS)
+    assert plain.known_share is None and plain.flags == []
+
+
+def test_novel_word_counts_the_models_house_style_as_known() -> None:
+    summary = "Qt Help library - development files"  # 5 words; 3 novel, all house style
+    assert assess(summary, SOURCE).flags == ["novel_word"]
+    with_style = assess(summary, SOURCE, domain=DOMAIN)
+    assert with_style.flags == []
+    assert with_style.novel_words == pytest.approx(3 / 5)  # the column keeps its definition
+    invented = "Qt library for Rohr Industries"  # 5 words, "rohr" and "industries" invented
+    assert assess(invented, SOURCE, domain=DOMAIN).flags == []  # 2 / 5, not more than half
+    assert assess("Rohr Industries library", SOURCE, domain=DOMAIN).flags == ["novel_word"]
+
+
+def test_flags_keep_the_order_of_FLAGS() -> None:
+    quality = assess("Gold gold prices", NEWS, truncated=True, forced_end=True, domain=DOMAIN)
+    assert quality.flags == list(FLAGS)
+
+
+def test_rates_with_a_domain_count_out_of_domain_sources() -> None:
+    summaries = ["Qt Help library - development files", "Rohr Industries library"]
+    result = rates(summaries, [SOURCE, NEWS], domain=DOMAIN)
+    assert result["out_of_domain"] == pytest.approx(50.0)
+    assert result["novel_word"] == pytest.approx(50.0)
+    assert rates(summaries, [SOURCE, NEWS])["novel_word"] == pytest.approx(100.0)
+    assert "out_of_domain" not in rates(summaries, [SOURCE, NEWS])
