@@ -16,7 +16,7 @@ import torch
 
 from pipeline import run as run_module
 from pipeline.options import SummarizeOptions
-from pipeline.preflight import parse, preflight
+from pipeline.preflight import RunPlan, parse, preflight
 from pipeline.run import PreflightError, RunFailed, run
 from pipeline.sinks import DEAD_LETTER_SCHEMA, summary_schema
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
@@ -318,10 +318,7 @@ def test_only_a_local_run_keeps_preflights_model_for_its_workers(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
     """A remote job's workers load their own: its launcher must not hold a copy while it waits."""
-    shard = write_lines(tmp_path / "in.txt", make_texts(2))
-    argv = summarize_args([str(shard)], tmp_path / "out", tiny_checkpoint)
-    local = preflight(parse(argv))
-    remote = preflight(parse([*argv, "--runner", "DataflowRunner"]))
+    local, remote = _local_and_remote_plans(tmp_path, tiny_checkpoint)
     assert isinstance(local.loaded, Summarizer)
     assert remote.loaded is None
     assert remote.fingerprint == local.fingerprint
@@ -423,11 +420,16 @@ def test_a_remote_runs_plan_carries_the_models_domain(
     tmp_path: Path, domain_checkpoint: Path
 ) -> None:
     """Worked out once, in preflight, for every runner: the job is built from the plan."""
-    shard = write_lines(tmp_path / "in.txt", make_texts(2))
-    argv = summarize_args([str(shard)], tmp_path / "out", domain_checkpoint)
-    local = preflight(parse(argv))
-    remote = preflight(parse([*argv, "--runner", "DataflowRunner"]))
+    local, remote = _local_and_remote_plans(tmp_path, domain_checkpoint)
     assert remote.loaded is None
     assert remote.domain == local.domain == TINY_DOMAIN
-    bundled = [arg for arg in argv if arg != str(domain_checkpoint) and arg != "--model"]
-    assert preflight(parse(bundled)).domain == Summarizer.load().domain is not None
+    shard = write_lines(tmp_path / "bundled.txt", make_texts(2))
+    bundled = preflight(parse(["--input", str(shard), "--output", str(tmp_path / "b")]))
+    assert bundled.domain == Summarizer.load().domain is not None
+
+
+def _local_and_remote_plans(tmp_path: Path, model: Path) -> tuple[RunPlan, RunPlan]:
+    """Preflight's plans of one job on the local runner and on Dataflow."""
+    shard = write_lines(tmp_path / "in.txt", make_texts(2))
+    argv = summarize_args([str(shard)], tmp_path / "out", model)
+    return preflight(parse(argv)), preflight(parse([*argv, "--runner", "DataflowRunner"]))
