@@ -131,7 +131,7 @@ class RunReport:
         model = "the bundled model" if path in (None, "bundled") else f"model {path}"
         return (
             f"{self.out_of_domain:,} of {self.summarized:,} summaries"
-            f" ({self.out_of_domain / self.summarized:.0%}) are flagged {OUT_OF_DOMAIN}:"
+            f" ({self.out_of_domain / self.summarized:.1%}) are flagged {OUT_OF_DOMAIN}:"
             f" {model} was not trained on text like this corpus, and its summaries of it are"
             " unreliable; pass --model with a model trained on such text (s2s train,"
             " s2s import-opennmt)"

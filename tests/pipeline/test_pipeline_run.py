@@ -368,7 +368,7 @@ def test_out_of_domain_rows_are_flagged_counted_and_warned_about(
     assert manifest["flagged"] == _flag_counts(output)
     assert manifest["flagged"]["out_of_domain"] == report.out_of_domain == 3
     assert "3 flagged out_of_domain" in report.describe()
-    assert "3 of 5 summaries (60%) are flagged out_of_domain" in caplog.text
+    assert "3 of 5 summaries (60.0%) are flagged out_of_domain" in caplog.text
     assert "--model" in caplog.text
 
     # Rows carried over by --reuse are counted too (they pass no model).
@@ -409,7 +409,7 @@ def test_misfit_warning_above_the_share_names_the_model_flag() -> None:
     report = run_module.RunReport(output="out", manifest=manifest)
     warning = report.misfit_warning(0.5)
     assert warning is not None
-    assert "6 of 10 summaries (60%)" in warning and "the bundled model" in warning
+    assert "6 of 10 summaries (60.0%)" in warning and "the bundled model" in warning
     assert "--model" in warning
     assert report.misfit_warning(0.6) is None  # 6 of 10 is not above 60%
     no_metrics = run_module.RunReport(output="out", manifest={**manifest, "flagged": None})
