@@ -71,6 +71,14 @@ class RunPlan:
     # it to in-process workers (a remote job's launcher would hold it for nothing).
     loaded: Summarizer | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def answer(self) -> AnswerSettings:
+        """Everything besides the document and the model that changes a summary row."""
+        settings = self.settings
+        return AnswerSettings(
+            self.decode, settings.max_src_tokens, settings.quantize, settings.precision
+        )
+
 
 def parse(argv: Sequence[str]) -> SummarizeOptions:
     """The options of ``argv``; the local runner that downloads nothing is the default."""
@@ -187,11 +195,12 @@ def _check_reuse(options: SummarizeOptions) -> list[str]:
         raise PreflightError(str(err)) from None
 
 
-def _note_unreusable(directories: list[str], fingerprint: str, answer: AnswerSettings) -> None:
+def _note_unreusable(directories: list[str], plan: RunPlan) -> None:
     """Warn about each --reuse run made with another model or other answer-changing settings:
     none of its rows can be carried over (the run goes on, and decodes them)."""
     for directory in directories:
-        differences = answer_differences(read_manifest(directory) or {}, fingerprint, answer)
+        manifest = read_manifest(directory) or {}
+        differences = answer_differences(manifest, plan.fingerprint, plan.answer)
         if differences:
             logger.warning(
                 "--reuse %s can reuse nothing: its run differs in %s",
@@ -238,14 +247,12 @@ def preflight(options: SummarizeOptions) -> RunPlan:
     shards = _count_shards(patterns)
     model = _load_model(options, settings)
     decode = _resolve_decode(model, options)
-    answer = AnswerSettings(decode, settings.max_src_tokens, settings.quantize, settings.precision)
-    _note_unreusable(reusable, model.fingerprint, answer)
     if options.overlap_on_gpu(settings.device):
         logger.info(
             "a local GPU run: %d bundle threads share the model (searches take turns)",
             options.view_as(DirectOptions).direct_num_workers,
         )
-    return RunPlan(
+    plan = RunPlan(
         patterns=patterns,
         shards=shards,
         output=options.output,
@@ -258,3 +265,5 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         domain=model.domain,
         loaded=model if options.is_local_runner() else None,
     )
+    _note_unreusable(reusable, plan)
+    return plan

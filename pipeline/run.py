@@ -51,7 +51,7 @@ from pipeline.preflight import (
     preflight,
 )
 from pipeline.progress import ProgressCallback, ProgressMonitor, ReportProgress, progress_text
-from pipeline.reuse import AnswerSettings, ReuseOrSummarize, RowKeys, earlier_summary_files
+from pipeline.reuse import ReuseOrSummarize, RowKeys, earlier_summary_files
 from pipeline.sinks import (
     DEAD_LETTER,
     SUMMARIES,
@@ -161,14 +161,11 @@ def build_pipeline(
         id_field=opts.id_field,
         max_doc_chars=opts.max_doc_chars,
     )
-    decode, runtime = plan.decode, plan.settings
     handler = Seq2SeqModelHandler(
-        opts.model, decode=decode, settings=runtime, batch_window=plan.window
+        opts.model, decode=plan.decode, settings=plan.settings, batch_window=plan.window
     )
-    with_n_best = decode.n_best > 1
-    keys = RowKeys(
-        AnswerSettings(decode, runtime.max_src_tokens, runtime.quantize, runtime.precision)
-    )
+    with_n_best = plan.decode.n_best > 1
+    keys = RowKeys(plan.answer)
     records = p | "ReadShards" >> ReadShards(plan.patterns, settings)
     summarize: beam.PTransform = SummarizeDocuments(
         handler, with_n_best=with_n_best, keys=keys, domain=plan.domain
