@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo model bench bench-gpu clean
+.PHONY: setup test lint demo model bench bench-gpu clean airflow-venv
 
 DEMO_OUT ?= out/demo
 
@@ -21,7 +21,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check s2s_model pipeline s2s_cli tests benchmarks
 	$(BIN)/mypy s2s_model pipeline s2s_cli benchmarks tests
 
-test: lint
+# Airflow 3 for tests/test_airflow.py (the shipped DAG under a real Airflow), in a virtualenv of
+# its own, never mixed into .venv; every package pinned in deploy/airflow/requirements-test.txt.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_REQUIREMENTS := deploy/airflow/requirements-test.txt
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
+airflow-venv: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): $(AIRFLOW_REQUIREMENTS)
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r $(AIRFLOW_REQUIREMENTS)
+	touch $(AIRFLOW_STAMP)
+
+test: lint $(AIRFLOW_STAMP)
 	$(BIN)/pytest -q
 
 # Summarize the bundled sample corpus with the bundled model on the local runner, then show rows.
@@ -44,7 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.host_bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # What only a GPU can show (CUDA vs CPU agreement, bf16, GPU throughput, host syncs, a real
 # out-of-memory, training): run on an NVIDIA GPU machine with a CUDA torch, no venv needed.

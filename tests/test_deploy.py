@@ -1,12 +1,15 @@
 """Everything in deploy/ checked without Docker, a cloud or Airflow: the image's pins and files,
 the hash locks, every flag named anywhere against the pipeline's options, every manifest, the
-Flex Template metadata, the DAG (imported with a stub for Airflow alone) and the CronJob's
-command (run with bash up to the pipeline)."""
+Flex Template metadata, the DAG (imported with a stub for Airflow, for every runner; a real
+Airflow runs it in tests/test_airflow.py) and the CronJob (against the Kubernetes schema, and its
+command run with bash up to the pipeline)."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
+import datetime as dt
 import importlib.metadata
 import importlib.util
 import json
@@ -20,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import kubernetes_validate
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -50,6 +55,8 @@ PIPELINE_COMMAND = re.compile(r"-m pipeline\b|\bs2s summarize\b")
 GCLOUD_PARAMETER = re.compile(r"(?:\^~\^|~)([a-z][a-z0-9_]*)=")
 SCHEDULED_DATE = "2025-06-01"
 PREVIOUS_DATE = "2025-05-31"  # across a month boundary
+# The CronJob's timeZone is GA from Kubernetes 1.27; the newest schema kubernetes-validate bundles.
+KUBERNETES_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 PLACEHOLDERS = {"PROJECT": "p", "REGION": "us-central1", "BUCKET": "b", "IMAGE": "img:tag"}
 
 
@@ -295,6 +302,21 @@ def test_kubernetes_workloads_set_requests_and_limits_and_pin_beam() -> None:
     assert job_servers and all(i.endswith(f":{beam}") for i in job_servers), job_servers
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_cronjob_is_valid_against_the_kubernetes_schema(version: str) -> None:
+    (cronjob,) = yaml.safe_load_all(CRONJOB.read_text(encoding="utf-8"))
+    # strict: a field the schema does not know (a typo) is an error, not ignored.
+    kubernetes_validate.validate(cronjob, version, strict=True)
+    # The validator reads its bundled schemas and sees what our own checks would miss.
+    typo = copy.deepcopy(cronjob)
+    typo["spec"]["concurencyPolicy"] = typo["spec"].pop("concurrencyPolicy")
+    wrong_type = copy.deepcopy(cronjob)
+    wrong_type["spec"]["jobTemplate"]["spec"]["backoffLimit"] = "two"
+    for broken in (typo, wrong_type):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, version, strict=True)
+
+
 def test_cronjob_forbids_overlap_and_writes_one_directory_per_scheduled_date(
     tmp_path: Path,
 ) -> None:
@@ -402,12 +424,35 @@ def test_flex_entry_file_is_python_m_pipeline(tmp_path: Path) -> None:
 
 
 # -- Airflow -----------------------------------------------------------------------------------
+# The DAG under a real Airflow with DirectRunner: tests/test_airflow.py. Here, with Airflow
+# stubbed, the command it makes of the Variable for every runner, Dataflow included.
+
+FLINK_VARIABLE = {
+    "runner": "PortableRunner",
+    "input": "/data/incoming/{{ ds }}/",
+    "output": "/data/summaries/{{ ds }}",
+    "python": "/opt/s2s/bin/python",
+    "options": {"job_endpoint": "beam-job-server:8099", "environment_type": "EXTERNAL",
+                "environment_config": "localhost:50000", "parallelism": 8, "torch_threads": 1},
+}  # fmt: skip
+DIRECT_VARIABLE = {
+    **FLINK_VARIABLE,
+    "runner": "DirectRunner",
+    # Each value reaches the pipeline as one argument, whatever bash would make of it.
+    "options": {"direct_num_workers": 2, "job_name": '"it\'s" $HOME `x` {{ ds }}'},
+}
+DATAFLOW_VARIABLE = {
+    "input": ["gs://b/incoming/{{ ds }}/*.jsonl", "gs://b/late/{{ ds_nodash }}/*"],
+    "output": "gs://b/summaries/{{ ds_nodash }}",
+    "options": {"project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp",
+                "sdk_container_image": "img:tag", "max_num_workers": 8, "id_field": None},
+}  # fmt: skip
 
 
 class _StubDAG:
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
-        self.tasks: list[_StubOperator] = []
+        self.tasks: list[_StubBashOperator] = []
 
     def __enter__(self) -> _StubDAG:
         _StubDAG.current = self
@@ -419,74 +464,167 @@ class _StubDAG:
     current: _StubDAG | None = None
 
 
-class _StubOperator:
+class _StubBashOperator:
+    """Airflow's BashOperator as far as the DAG uses it: its templated fields (bash_command,
+    env) rendered as Airflow renders them, by render_template_fields."""
+
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
+        self.bash_command: str = kwargs["bash_command"]
+        self.env: dict[str, str] | None = kwargs.get("env")
         assert _StubDAG.current is not None, "operator created outside the DAG"
         _StubDAG.current.tasks.append(self)
 
-
-def _beam_provider_args(options: dict[str, Any]) -> list[str]:
-    """The apache-beam provider's rule: --key=value, a bare --key for True, lists repeated."""
-    argv = []
-    for key, value in options.items():
-        if value is True:
-            argv.append(f"--{key}")
-        elif isinstance(value, list):
-            argv += [f"--{key}={item}" for item in value]
-        elif value is not False and value is not None:
-            argv.append(f"--{key}={value}")
-    return argv
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        self.bash_command = _render(self.bash_command)
+        self.env = _render(self.env)
 
 
-def _render(value: str) -> str:
-    """Airflow's templates, as rendered for SCHEDULED_DATE (every one the DAG uses)."""
-    for template, rendered in (
-        ("{{ ds }}", SCHEDULED_DATE),
-        ("{{ ds_nodash }}", "20250601"),
-        ("{{ macros.ds_add(ds, -1) }}", PREVIOUS_DATE),
-    ):
-        value = value.replace(template, rendered)
-    assert "{{" not in value, f"a template _render does not know: {value}"
-    return value
+def _render(value: Any) -> Any:
+    """Airflow's templates (Jinja, with the context Airflow gives them) for SCHEDULED_DATE, in
+    strings, lists and dicts."""
+    if isinstance(value, list):
+        return [_render(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _render(item) for key, item in value.items()}
+    if not isinstance(value, str):
+        return value
+
+    def ds_add(ds: str, days: int) -> str:
+        return str(dt.date.fromisoformat(ds) + dt.timedelta(days=days))
+
+    macros = types.SimpleNamespace(ds_add=ds_add)
+    context = {"ds": SCHEDULED_DATE, "ds_nodash": SCHEDULED_DATE.replace("-", ""), "macros": macros}
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(context)
 
 
-def test_airflow_dag_imports_with_only_airflow_stubbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    compile(DAG_FILE.read_text(encoding="utf-8"), str(DAG_FILE), "exec")
+def _load_dag(monkeypatch: pytest.MonkeyPatch, variable: Any) -> tuple[_StubDAG, list[str]]:
+    """Import the DAG with Airflow stubbed and ``variable`` as the Variable's JSON; returns the
+    DAG and the list the Variable's reads are recorded in."""
     imported = {
         node.module
         for node in ast.walk(ast.parse(DAG_FILE.read_text(encoding="utf-8")))
         if isinstance(node, ast.ImportFrom) and node.module
     }
     stubs = {name for name in imported if name.split(".")[0] == "airflow"}
-    assert stubs, "the DAG imports nothing from airflow"
+    assert stubs == {"airflow.sdk", "airflow.providers.standard.operators.bash"}, stubs
     for name in stubs:
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(name))
-    monkeypatch.setattr(sys.modules["airflow"], "DAG", _StubDAG, raising=False)
-    beam_ops = sys.modules["airflow.providers.apache.beam.operators.beam"]
-    monkeypatch.setattr(beam_ops, "BeamRunPythonPipelineOperator", _StubOperator, raising=False)
-    _load(DAG_FILE, "s2s_summarize_dag")
+    reads: list[str] = []
 
+    def get(key: str, default: Any = None, deserialize_json: bool = False) -> Any:
+        assert deserialize_json
+        reads.append(key)
+        return default if variable is None else variable
+
+    sdk = sys.modules["airflow.sdk"]
+    monkeypatch.setattr(sdk, "DAG", _StubDAG, raising=False)
+    monkeypatch.setattr(sdk, "Variable", types.SimpleNamespace(get=get), raising=False)
+    bash = sys.modules["airflow.providers.standard.operators.bash"]
+    monkeypatch.setattr(bash, "BashOperator", _StubBashOperator, raising=False)
+    _StubDAG.current = None
+    _load(DAG_FILE, "s2s_summarize_dag")
     dag = _StubDAG.current
     assert dag is not None and dag.kwargs["max_active_runs"] == 1
-    (task,) = dag.tasks
-    kwargs = task.kwargs
-    assert (kwargs["py_options"], kwargs["py_file"]) == (["-m"], "pipeline")
-    options = {
-        k: _render(v) if isinstance(v, str) else v for k, v in kwargs["pipeline_options"].items()
-    }
-    argv = [f"--runner={kwargs['runner']}", *_beam_provider_args(options)]
+    assert dag.kwargs["catchup"] is False and dag.kwargs["default_args"]["retries"] == 2
+    assert not reads, "the DAG reads the Variable while its file is parsed"
+    return dag, reads
+
+
+def _run_task(task: _StubBashOperator, tmp_path: Path) -> list[str]:
+    """The task's command for SCHEDULED_DATE, run with bash as the BashOperator runs it, up to
+    the pipeline: the argv it would start."""
+    task.render_template_fields({})
+    assert task.kwargs["append_env"] is True and task.kwargs["skip_on_exit_code"] is None
+    assert task.env is not None
+    argv_file = tmp_path / "argv"
+    assert "exec " in task.bash_command and "{{" not in task.bash_command
+    stub = task.bash_command.replace("exec ", f"printf '%s\\n' > {argv_file} ")
+    env = {**os.environ, **task.env}
+    subprocess.run(["bash", "-c", stub], env=env, check=True, timeout=30, capture_output=True)
+    return argv_file.read_text().splitlines()
+
+
+def _parsed(argv: list[str]) -> SummarizeOptions:
     unknown = {a.split("=", 1)[0] for a in argv} - _known_flags()
-    assert not unknown, f"DAG options no pipeline options class defines: {unknown}"
+    assert not unknown, f"DAG flags that no pipeline options class defines: {unknown}"
     parsed = parse_options(argv).view_as(SummarizeOptions)
     assert parsed.if_finished == "skip"
-    assert parsed.output.endswith(f"/{SCHEDULED_DATE}")
-    assert all(SCHEDULED_DATE in pattern for pattern in parsed.input)
     # The previous date's output is reused; where it holds no finished run, it is skipped.
-    assert parsed.reuse == [parsed.output.replace(SCHEDULED_DATE, PREVIOUS_DATE)]
+    previous = parsed.output.replace(SCHEDULED_DATE, PREVIOUS_DATE).replace(
+        SCHEDULED_DATE.replace("-", ""), PREVIOUS_DATE.replace("-", "")
+    )
+    assert previous != parsed.output and parsed.reuse == [previous]
     assert parsed.if_reuse_unusable == "skip"
+    return parsed
+
+
+@pytest.mark.parametrize("variable", [None, DATAFLOW_VARIABLE], ids=["unset", "set"])
+def test_airflow_dag_on_dataflow(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: dict[str, Any] | None
+) -> None:
+    (dag, reads) = _load_dag(monkeypatch, variable)
+    (task,) = dag.tasks
+    argv = _run_task(task, tmp_path)
+    assert reads == ["s2s_summarize"], "the Variable is read as the task starts"
+    assert argv[:3] == ["python3", "-m", "pipeline"]
+    parsed = _parsed(argv[3:])
+    flags = parsed.get_all_options()
+    assert parsed.runner_name() == "DataflowRunner"
+    assert flags["job_name"] == "s2s-summarize-20250601"
+    assert flags["number_of_worker_harness_threads"] == 1 and parsed.torch_threads == 1
+    if variable is None:  # today's bucket layout
+        assert parsed.output == f"gs://BUCKET/summaries/{SCHEDULED_DATE}"
+        assert parsed.input == [f"gs://BUCKET/incoming/{SCHEDULED_DATE}/"]
+        assert parsed.id_field == "id" and flags["max_num_workers"] == 50
+    else:
+        assert parsed.output == "gs://b/summaries/20250601"
+        assert parsed.input == [
+            f"gs://b/incoming/{SCHEDULED_DATE}/*.jsonl",
+            "gs://b/late/20250601/*",
+        ]
+        assert (flags["project"], flags["region"]) == ("p", "europe-west4")
+        assert flags["sdk_container_image"] == "img:tag" and flags["max_num_workers"] == 8
+        assert parsed.id_field is None  # null drops a flag the DAG sets
+
+
+@pytest.mark.parametrize("variable", [FLINK_VARIABLE, DIRECT_VARIABLE], ids=["flink", "direct"])
+def test_airflow_dag_on_other_runners(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: dict[str, Any]
+) -> None:
+    (dag, _) = _load_dag(monkeypatch, variable)
+    (task,) = dag.tasks
+    argv = _run_task(task, tmp_path)
+    assert argv[:3] == ["/opt/s2s/bin/python", "-m", "pipeline"]
+    parsed = _parsed(argv[3:])
+    assert parsed.runner_name() == variable["runner"]
+    assert parsed.output == f"/data/summaries/{SCHEDULED_DATE}"
+    assert parsed.input == [f"/data/incoming/{SCHEDULED_DATE}/"]
+    assert parsed.id_field == "id"
+    assert not any("worker_harness" in word for word in argv), "a Dataflow flag"
+    for key, value in variable["options"].items():  # each one word, as given, rendered
+        assert f"--{key}={_render(value)}" in argv
+
+
+@pytest.mark.parametrize(
+    ("variable", "words"),
+    [
+        ([], "must hold a JSON object"),
+        ({"runer": "DirectRunner"}, "unknown key(s) ['runer']"),
+        ({"options": {"output": "/x/{{ ds }}"}}, "set 'output' as its own key"),
+        ({"output": "/data/summaries"}, "must name the date"),
+        ({"options": ["--id_field=id"]}, "'options' must be an object"),
+    ],
+)
+def test_airflow_dag_fails_the_task_on_a_variable_it_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, variable: Any, words: str
+) -> None:
+    (dag, _) = _load_dag(monkeypatch, variable)  # the file still parses
+    (task,) = dag.tasks
+    with pytest.raises(ValueError, match=re.escape(words)):
+        task.render_template_fields({})
 
 
 # -- scripts -----------------------------------------------------------------------------------
