@@ -61,6 +61,8 @@ KEY_COLUMN = "reuse_key"
 DOCUMENTS, EARLIER, REUSED, TO_DECODE = "documents", "earlier", "reused", "to_decode"
 # Keys of read failures: never a sha256 hex, so they match no earlier row.
 DEAD_LETTER_KEY_PREFIX = "dead-letter:"
+# The runtime settings that change a summary (the manifest's "model" section holds them too).
+RUNTIME_ANSWER_FIELDS = ("max_src_tokens", "quantize", "precision")
 
 
 @dataclass(frozen=True)
@@ -74,20 +76,28 @@ class AnswerSettings:
 
     def digest(self, fingerprint: str) -> bytes:
         """sha256 of these settings with the model ``fingerprint`` (canonical JSON)."""
+        settings = {
+            "key_version": KEY_VERSION,
+            "model": fingerprint,
+            "decode": self._typed_decode(),
+            **{name: getattr(self, name) for name in RUNTIME_ANSWER_FIELDS},
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).digest()
+
+    def values(self) -> dict[str, Any]:
+        """Each setting by name: the decode fields, then ``RUNTIME_ANSWER_FIELDS``."""
+        return {
+            **self._typed_decode(),
+            **{name: getattr(self, name) for name in RUNTIME_ANSWER_FIELDS},
+        }
+
+    def _typed_decode(self) -> dict[str, Any]:
         # Typed values: a model's saved decode may hold 0 where the flag parser gives 0.0.
         decode: dict[str, Any] = {}
         for spec in field_specs(DecodeConfig):
             value = getattr(self.decode, spec.name)
             decode[spec.name] = float(value) if spec.kind is float else value
-        settings = {
-            "key_version": KEY_VERSION,
-            "model": fingerprint,
-            "decode": decode,
-            "max_src_tokens": self.max_src_tokens,
-            "quantize": self.quantize,
-            "precision": self.precision,
-        }
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).digest()
+        return decode
 
 
 class RowKeys:
@@ -176,14 +186,9 @@ def answer_differences(
     differences = [] if model.get("fingerprint") == fingerprint else ["the model"]
     earlier: dict[str, Any] = {
         **manifest.get("decode", {}),
-        **{name: model.get(name) for name in ("max_src_tokens", "quantize", "precision")},
+        **{name: model.get(name) for name in RUNTIME_ANSWER_FIELDS},
     }
-    now: dict[str, Any] = {
-        **answer.decode.to_dict(),
-        "max_src_tokens": answer.max_src_tokens,
-        "quantize": answer.quantize,
-        "precision": answer.precision,
-    }
+    now = answer.values()
     for name, value in now.items():
         if earlier.get(name) != value:
             differences.append(f"{name} {earlier.get(name)!r} -> {value!r}")
