@@ -311,6 +311,7 @@ class RuntimeSettings:
 
 LrSchedule = Literal["inverse_sqrt", "linear", "constant"]
 SelectMetric = Literal["rougeL", "loss"]
+TokenizerType = Literal["unigram", "bpe"]
 
 LR_SCHEDULES: tuple[str, ...] = ("inverse_sqrt", "linear", "constant")
 SELECT_METRICS: tuple[str, ...] = ("rougeL", "loss")
@@ -322,7 +323,7 @@ class TrainConfig:
 
     seed: int = _help("seed for initialisation, batch order and dropout", 1234)
     vocab_size: int = _help("SentencePiece vocabulary trained on the training split", 8000)
-    tokenizer_type: str = _help("SentencePiece model type: 'unigram' or 'bpe'", "unigram")
+    tokenizer_type: TokenizerType = _help("SentencePiece model type: 'unigram' or 'bpe'", "unigram")
     byte_fallback: bool = _help(
         "spell characters outside the SentencePiece vocabulary as UTF-8 byte pieces instead of"
         " UNK, so no character is lost between text and tokens (needs vocab_size > 260)",
@@ -340,9 +341,20 @@ class TrainConfig:
     max_epochs: int = _help("passes over the training split", 10)
     max_steps: int = _help("stop after this many updates in all (0: no limit)", 0)
     max_time: float = _help(
-        "stop training after this many seconds in one invocation (0: no limit); a last"
-        " validation and checkpoint follow",
+        "wall-clock budget in seconds of one training command, from its start to its exit (0: no"
+        " limit): training stops early enough for the last validation, the choice of decode"
+        " settings and the saves to fit, and those are scaled down or skipped when it is short",
         0.0,
+    )
+    grad_accumulation: int = _help(
+        "batches whose gradients add up to one update: an effective batch this many times"
+        " batch_tokens (OpenNMT-py -accum_count, fairseq --update-freq)",
+        1,
+    )
+    keep_checkpoints: int = _help(
+        "also keep the checkpoints of the last this many validations as"
+        " OUTPUT/checkpoints/step-<step> (for s2s average); 0 keeps best and last only",
+        0,
     )
     lr: float = _help("peak Adam learning rate", 1e-3)
     warmup_steps: int = _help("updates with the learning rate rising linearly from 0 to lr", 400)
@@ -383,7 +395,14 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        positive = ("vocab_size", "max_src_tokens", "max_tgt_tokens", "batch_tokens", "max_epochs")
+        positive = (
+            "vocab_size",
+            "max_src_tokens",
+            "max_tgt_tokens",
+            "batch_tokens",
+            "max_epochs",
+            "grad_accumulation",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
@@ -398,6 +417,7 @@ class TrainConfig:
             "valid_sample",
             "valid_loss_docs",
             "patience",
+            "keep_checkpoints",
         )
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+# Documents summarized between two progress reports of ``summarize_all``.
+PROGRESS_CHUNK = 128
+# (documents done, documents in all, seconds so far)
+Progress = Callable[[int, int, float], None]
 DEFAULT_MAX_LEAD_WORDS = 100
 # A sentence ends at . ! or ? (optionally followed by a closing quote or bracket) before
 # whitespace and an upper-case letter, digit or opening quote. Good enough for news-style text;
@@ -238,14 +242,28 @@ def evaluate_predictions(
 
 
 def summarize_all(
-    summarizer: Summarizer, texts: Sequence[str], decode: DecodeConfig | None = None
+    summarizer: Summarizer,
+    texts: Sequence[str],
+    decode: DecodeConfig | None = None,
+    *,
+    on_progress: Progress | None = None,
 ) -> tuple[list[str], float]:
-    """Summaries of ``texts`` (same order) and the wall-clock seconds the decoding took."""
+    """Summaries of ``texts`` (same order) and the wall-clock seconds the decoding took.
+
+    With ``on_progress``, the texts are summarized ``PROGRESS_CHUNK`` at a time and
+    ``on_progress(done, total, seconds)`` is called after each chunk (a summary does not depend
+    on the documents batched with it, so the summaries are the same)."""
     started = time.perf_counter()
-    summaries = summarizer.summarize(list(texts), decode)
+    summaries: list[str] = []
+    step = PROGRESS_CHUNK if on_progress else max(1, len(texts))
+    for first in range(0, len(texts), step):
+        chunk = summarizer.summarize(list(texts[first : first + step]), decode)
+        summaries += [summary.text for summary in chunk]
+        if on_progress:
+            on_progress(len(summaries), len(texts), time.perf_counter() - started)
     seconds = time.perf_counter() - started
     logger.info("summarized %d documents in %.1f s", len(texts), seconds)
-    return [summary.text for summary in summaries], seconds
+    return summaries, seconds
 
 
 def format_report(report: EvaluationReport, *, system_name: str = "model") -> str:

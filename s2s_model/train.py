@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import random
+import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +35,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from s2s_model.budget import Closing, Costs, Deadline, fit_closing
 from s2s_model.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from s2s_model.config import DEFAULT_DEVICE, DecodeConfig, ModelConfig, TrainConfig
 from s2s_model.curves import write_curves
 from s2s_model.device import hardware, resolve_device
-from s2s_model.domain import attach_profile, build_profile
+from s2s_model.domain import DomainProfile, attach_profile, build_profile
 from s2s_model.errors import S2SError
 from s2s_model.model import Seq2Seq
 from s2s_model.objective import learning_rate, token_loss
@@ -58,18 +61,28 @@ from s2s_model.training_data import (
     epoch_batches,
     train_tokenizer,
 )
-from s2s_model.validation import choose_decode, validate
+from s2s_model.validation import choose_decode, valid_loss, validate
 
 logger = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 LAST_DIR = "last"
+CHECKPOINTS_DIR = "checkpoints"
 CURVES_FILE = "curves.png"
 # What a resumed run may change: when to stop. Everything else comes from the run itself.
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "max_time", "patience")
 TRAIN_CURVE_EVERY = 50
 PROGRESS_INTERVAL = 1.0
 LOSS_EMA = 0.98
+STEP_TIME_EMA = 0.9
+# Under a time budget, the cost of the closing is first measured on this many documents.
+PROBE_LOSS_DOCS = 32
+PROBE_DECODE_DOCS = 8
+# Until a save is timed: seconds per byte of weights and Adam moments, plus a constant.
+SAVE_SECONDS_PER_BYTE = 1 / 300e6
+SAVE_SECONDS = 0.3
+
+Report = Callable[[str], None]
 
 
 class TrainingError(S2SError, ValueError):
@@ -99,6 +112,8 @@ class _Inputs:
     decode: DecodeConfig
     device: str
     data_info: dict[str, Any]
+    deadline: Deadline
+    report: Report
 
 
 @dataclass
@@ -115,8 +130,14 @@ class _Run:
     device: str
     state: TrainerState
     data_info: dict[str, Any]
+    deadline: Deadline
+    report: Report
+    closing: Closing
+    costs: Costs
+    valid_pairs: int = 0
     horizon: int = 0
     epoch_size: int = 0
+    step_seconds: float = 0.0
 
 
 def fit(
@@ -132,6 +153,8 @@ def fit(
     data_info: dict[str, Any] | None = None,
     decode_candidates: Sequence[DecodeConfig] = (),
     progress: bool = True,
+    report: Report | None = None,
+    started: float | None = None,
 ) -> FitResult:
     """Train a summarizer on ``train_pairs`` and keep the best checkpoint in ``output_dir/best``.
 
@@ -144,11 +167,16 @@ def fit(
         data_info: a description of the data (files, fields, split) stored in the metadata.
         decode_candidates: after training, the best checkpoint is decoded with ``decode`` and
             each of these on the validation ROUGE sample, and saved with the best of them.
+        progress: show a progress bar.
+        report: receives a line at each validation and at each stage of the closing.
+        started: the ``time.monotonic()`` the ``max_time`` budget counts from (default: now);
+            a command passes its own start, so that the budget bounds it from start to exit.
     """
     if not train_pairs or not valid_pairs:
         raise TrainingError(
             f"need training and validation pairs, got {len(train_pairs)} and {len(valid_pairs)}"
         )
+    deadline = Deadline(time.monotonic() if started is None else started, train_config.max_time)
     inputs = _Inputs(
         train_pairs=train_pairs,
         valid_pairs=valid_pairs,
@@ -158,16 +186,35 @@ def fit(
         decode=decode or DecodeConfig(),
         device=resolve_device(device),
         data_info=data_info or {},
+        deadline=deadline,
+        report=report or _silent,
     )
     run = (_resume if resume else _start)(inputs)
+    profile = build_profile(train_pairs, [text for text, _ in valid_pairs])
+    _plan_closing(run, len(decode_candidates))
     stopped = _train(run, progress=progress)
-    _write_curves(run)
-    if decode_candidates and run.rouge_sample:
-        _save_best_decode(run, decode_candidates)
-    _save_domain(run.output / BEST_DIR, train_pairs, valid_pairs)
+    _close(run, stopped, decode_candidates, profile)
     best = next((h for h in run.state.history if h["step"] == run.state.best_step), {})
     logger.info("training stopped (%s) at step %d; best: %s", stopped, run.state.step, best)
     return FitResult(run.output / BEST_DIR, best, run.state.step, run.state.elapsed, stopped)
+
+
+def _silent(line: str) -> None:
+    """The report of a caller that wants none."""
+
+
+def _close(
+    run: _Run, stopped: str, candidates: Sequence[DecodeConfig], profile: DomainProfile
+) -> None:
+    """After the last update: the choice of decode settings (unless the budget ruled it out,
+    with a warning, before training), then the training domain."""
+    if candidates and run.rouge_sample and run.closing.candidates:
+        run.report(
+            f"stopped ({stopped}) at step {run.state.step:,}; choosing the decode settings"
+            f" among {len(candidates) + 1} on {len(run.rouge_sample):,} validation documents"
+        )
+        _save_best_decode(run, candidates)
+    _save_domain(run.output / BEST_DIR, profile)
 
 
 # --- starting and resuming ----------------------------------------------------------------------
@@ -236,31 +283,125 @@ def _make_run(model: Seq2Seq, tokenizer: Tokenizer, inputs: _Inputs) -> _Run:
         betas=config.adam_betas,
         weight_decay=config.weight_decay,
     )
-    sample_size = min(config.valid_sample, len(valid_pairs))
-    picks = sorted(random.Random(config.seed).sample(range(len(valid_pairs)), sample_size))
+    loss_docs = min(config.valid_loss_docs or len(valid_pairs), len(valid_pairs))
     run = _Run(
         model=model,
         tokenizer=tokenizer,
         optimizer=optimizer,
         train=encode_pairs(tokenizer, inputs.train_pairs, config),
-        valid=encode_pairs(tokenizer, valid_pairs, config),
-        rouge_sample=[(valid_pairs[i][0], valid_pairs[i][1]) for i in picks],
+        valid=encode_pairs(tokenizer, valid_pairs[:loss_docs], config),
+        rouge_sample=_rouge_sample(valid_pairs, config.valid_sample, config.seed),
         config=config,
         decode=inputs.decode,
         output=inputs.output,
         device=inputs.device,
         state=TrainerState(),
         data_info=inputs.data_info,
+        deadline=inputs.deadline,
+        report=inputs.report,
+        closing=Closing(loss_docs, min(config.valid_sample, len(valid_pairs)), 0),
+        costs=_assumed_costs(model),
+        valid_pairs=len(valid_pairs),
     )
-    per_epoch = len(epoch_batches(run.train, config, 0))
-    run.horizon = config.max_steps or per_epoch * config.max_epochs
-    logger.info(
-        "%d training pairs in %d batches per epoch; %d validation pairs",
-        len(run.train),
-        per_epoch,
-        len(run.valid),
-    )
+    run.epoch_size = len(epoch_batches(run.train, config, 0))
+    run.horizon = config.max_steps or _updates_per_epoch(run) * config.max_epochs
     return run
+
+
+def _rouge_sample(
+    valid_pairs: Sequence[tuple[str, str]], size: int, seed: int
+) -> list[tuple[str, str]]:
+    """A fixed seeded sample of ``size`` validation pairs, in their order."""
+    picks = sorted(random.Random(seed).sample(range(len(valid_pairs)), min(size, len(valid_pairs))))
+    return [(valid_pairs[i][0], valid_pairs[i][1]) for i in picks]
+
+
+def _updates_per_epoch(run: _Run) -> int:
+    return math.ceil(run.epoch_size / run.config.grad_accumulation)
+
+
+def _assumed_costs(model: Seq2Seq) -> Costs:
+    """Closing costs until they are measured: only the saves can be guessed, from the size of
+    the weights and of Adam's two moments."""
+    saved_bytes = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    save = SAVE_SECONDS + saved_bytes * SAVE_SECONDS_PER_BYTE
+    return Costs(loss_per_doc=0.0, decode_per_doc=0.0, save=save)
+
+
+def _plan_closing(run: _Run, candidates: int) -> None:
+    """Announce the run and, under a time budget, measure the closing's cost and scale it to
+    fit (``s2s_model.budget``). A resumed run keeps the validation sizes it had."""
+    previous = run.state.history[-1] if run.state.history else {}
+    wanted = Closing(
+        loss_docs=previous.get("loss_docs", run.closing.loss_docs),
+        rouge_docs=previous.get("rouge_docs", run.closing.rouge_docs),
+        candidates=candidates,
+    )
+    run.closing = wanted
+    if run.deadline.limited:
+        run.costs = _measure_costs(run)
+        run.closing = fit_closing(wanted, run.costs, run.deadline.left())
+    _apply_closing(run, wanted)
+    run.report(_plan_line(run))
+
+
+def _apply_closing(run: _Run, wanted: Closing) -> None:
+    """Validate on the closing's sample sizes, warning when the budget made them smaller."""
+    closing = run.closing
+    if closing.loss_docs < len(run.valid):
+        run.valid = run.valid[: closing.loss_docs]
+    if closing.rouge_docs < len(run.rouge_sample):
+        run.rouge_sample = _rouge_sample(run.rouge_sample, closing.rouge_docs, run.config.seed)
+    if closing.loss_docs < wanted.loss_docs or closing.rouge_docs < wanted.rouge_docs:
+        logger.warning(
+            "max_time %.0f s: validations scaled down to fit it, loss on %d of %d documents and"
+            " ROUGE on %d of %d",
+            run.config.max_time,
+            closing.loss_docs,
+            wanted.loss_docs,
+            closing.rouge_docs,
+            wanted.rouge_docs,
+        )
+    if wanted.candidates and not closing.candidates:
+        logger.warning(
+            "max_time %.0f s: too short to choose among %d decode settings after training;"
+            " the validation decoding is kept",
+            run.config.max_time,
+            wanted.candidates + 1,
+        )
+
+
+def _measure_costs(run: _Run) -> Costs:
+    """The closing's costs per document, measured on a few validation documents with the
+    model as it is (an untrained model writes summaries to the length cap: an upper bound)."""
+    loss_docs = run.valid[:PROBE_LOSS_DOCS]
+    started = time.monotonic()
+    valid_loss(run.model, loss_docs, run.config, run.device)
+    loss_seconds = time.monotonic() - started
+    probe = run.rouge_sample[:PROBE_DECODE_DOCS]
+    scores = validate(
+        run.model, run.tokenizer, [], probe, config=run.config, decode=run.decode,
+        device=run.device,
+    )  # fmt: skip
+    return run.costs.updated(
+        loss_per_doc=loss_seconds / max(1, len(loss_docs)),
+        decode_per_doc=scores.get("decode_seconds", 0.0) / max(1, len(probe)),
+    )
+
+
+def _plan_line(run: _Run) -> str:
+    closing = run.closing
+    line = (
+        f"training {len(run.train):,} pairs on {run.device}: {_updates_per_epoch(run):,} updates"
+        f" an epoch, {run.horizon:,} planned; validating loss on {closing.loss_docs:,} pairs"
+        f" and ROUGE on {closing.rouge_docs:,}"
+    )
+    if run.deadline.limited:
+        line += (
+            f"; max_time {run.config.max_time:.0f} s, {run.deadline.elapsed():.0f} s spent setting"
+            f" up, {closing.seconds(run.costs):.0f} s kept for the closing"
+        )
+    return line
 
 
 def _resumed_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
@@ -277,10 +418,10 @@ def _resumed_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
 
 
 def _train(run: _Run, *, progress: bool) -> str:
-    """Run updates until a stopping rule fires; returns the rule's name."""
-    already = _stop_reason(run, 0.0)
-    if already:
-        return already
+    """Run updates until a stopping rule fires; returns the rule's name. A run stopped by a
+    rule is validated at its last update (once), so that ``last`` and ``best`` are current."""
+    if run.config.max_steps and run.state.step >= run.config.max_steps:
+        return "max_steps"
     started = time.monotonic()
     elapsed_before = run.state.elapsed
     bar = tqdm(
@@ -293,16 +434,19 @@ def _train(run: _Run, *, progress: bool) -> str:
     meter = _Meter()
     stopped = "max_epochs"
     try:
-        for batch in _batches(run):
-            meter.add(_train_step(run, batch), batch.tokens)
+        for batches in _updates(run):
+            step_started = time.monotonic()
+            meter.add(_train_step(run, batches), sum(batch.tokens for batch in batches))
+            _time_step(run, time.monotonic() - step_started)
             run.state.elapsed = elapsed_before + time.monotonic() - started
             bar.update(1)
-            bar.set_postfix(_progress_fields(run, meter, time.monotonic() - started), refresh=False)
+            bar.set_postfix(_progress_fields(run, meter), refresh=False)
             if run.state.step % TRAIN_CURVE_EVERY == 0:
                 run.state.train_curve.append([run.state.step, meter.loss])
-            reason = _stop_reason(run, time.monotonic() - started)
+            reason = _stop_reason(run)
             if reason or _validation_due(run):
                 _validate_and_save(run, meter)
+                reason = reason or _stop_reason(run)
             if reason or _out_of_patience(run):
                 stopped = reason or "early_stopping"
                 break
@@ -314,59 +458,96 @@ def _train(run: _Run, *, progress: bool) -> str:
     return stopped
 
 
-def _batches(run: _Run) -> Iterator[Batch]:
-    """Batches from the run's current position (epoch and batch) to the last epoch's end."""
+def _time_step(run: _Run, seconds: float) -> None:
+    """Keep a moving average of an update's seconds (the first one as it is)."""
+    if run.step_seconds:
+        run.step_seconds = STEP_TIME_EMA * run.step_seconds + (1 - STEP_TIME_EMA) * seconds
+    else:
+        run.step_seconds = seconds
+
+
+def _updates(run: _Run) -> Iterator[list[Batch]]:
+    """The batches of each update (``grad_accumulation`` of them, fewer at an epoch's end),
+    from the run's current position (epoch and batch) to the last epoch's end."""
     while run.state.epoch < run.config.max_epochs:
         batches = epoch_batches(run.train, run.config, run.state.epoch)
         run.epoch_size = len(batches)
         while run.state.batch_in_epoch < len(batches):
-            indices = batches[run.state.batch_in_epoch]
-            run.state.batch_in_epoch += 1
-            yield collate([run.train[i] for i in indices]).to(run.device)
+            first = run.state.batch_in_epoch
+            group = batches[first : first + run.config.grad_accumulation]
+            run.state.batch_in_epoch += len(group)
+            yield [collate([run.train[i] for i in indices]).to(run.device) for indices in group]
         run.state.epoch += 1
         run.state.batch_in_epoch = 0
 
 
-def _train_step(run: _Run, batch: Batch) -> float:
-    """One update; returns the batch's mean token loss."""
+def _train_step(run: _Run, batches: list[Batch]) -> float:
+    """One update from the gradients of ``batches``; returns their mean token loss.
+
+    Every target token of the update weighs the same, whichever batch holds it: each batch's
+    summed loss is divided by the update's token count before its backward pass."""
     run.model.train()
     run.state.step += 1
     lr = learning_rate(run.state.step, run.config, run.horizon)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    n_tokens = sum(int((batch.tgt_out != PAD_ID).sum()) for batch in batches)
+    total = 0.0
+    for batch in batches:
+        loss = _batch_loss(run, batch, n_tokens)
+        loss.backward()  # type: ignore[no-untyped-call]
+        total += loss.item()
+    if run.config.clip_norm:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.clip_norm)
+    run.optimizer.step()
+    return total
+
+
+def _batch_loss(run: _Run, batch: Batch, n_tokens: int) -> torch.Tensor:
+    """The batch's summed token loss (plus coverage loss) divided by ``n_tokens``."""
     bf16 = run.config.precision == "bf16"
     with torch.autocast(device_type=run.device, dtype=torch.bfloat16, enabled=bf16):
         out = run.model.teacher_forced(batch.src, batch.src_len, batch.tgt_in)
     loss_sum, _ = token_loss(
         out.log_probs.float(), batch.tgt_out, label_smoothing=run.config.label_smoothing
     )
-    n_tokens = int((batch.tgt_out != PAD_ID).sum())
     loss = loss_sum / n_tokens
     if run.model.config.coverage:
         mask = (batch.tgt_out != PAD_ID).float()
         loss = loss + run.config.coverage_weight * (out.coverage_loss * mask).sum() / n_tokens
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
-    if run.config.clip_norm:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.clip_norm)
-    run.optimizer.step()
-    return loss.item()
+    return loss
 
 
-def _progress_fields(run: _Run, meter: _Meter, seconds: float) -> dict[str, str]:
+def _progress_fields(run: _Run, meter: _Meter) -> dict[str, str]:
     """Loss, tokens/s and, under a time budget, the time left (the bar's ETA counts epochs)."""
     fields = {"loss": f"{meter.loss:.3f}", "tok/s": f"{meter.tokens_per_second:.0f}"}
-    if run.config.max_time:
-        fields["time_left"] = f"{max(0.0, run.config.max_time - seconds) / 60:.1f}m"
+    if run.deadline.limited:
+        fields["time_left"] = f"{max(0.0, run.deadline.left()) / 60:.1f}m"
     return fields
 
 
-def _stop_reason(run: _Run, seconds: float) -> str:
+def _stop_reason(run: _Run) -> str:
+    """Why training stops after this update: its step limit, or the time budget, which must
+    still hold another update, a validation when one is due, and the closing."""
     if run.config.max_steps and run.state.step >= run.config.max_steps:
         return "max_steps"
-    if run.config.max_time and seconds >= run.config.max_time:
-        return "max_time"
+    if run.deadline.limited:
+        needed = run.closing.reserve(run.costs) + run.step_seconds
+        if _validation_due(run) and not _validated_now(run):
+            needed += _validation_seconds(run)
+        if run.deadline.left() <= needed:
+            return "max_time"
     return ""
+
+
+def _validated_now(run: _Run) -> bool:
+    return bool(run.state.history) and run.state.history[-1]["step"] == run.state.step
+
+
+def _validation_seconds(run: _Run) -> float:
+    """A validation's expected seconds: loss, ROUGE and the saves of last and best."""
+    return Closing(run.closing.loss_docs, run.closing.rouge_docs, 0).seconds(run.costs)
 
 
 def _validation_due(run: _Run) -> bool:
@@ -416,33 +597,43 @@ class _Meter:
 
 
 def _save_best_decode(run: _Run, candidates: Sequence[DecodeConfig]) -> None:
-    """Re-save the best checkpoint with the decoding that scores best on the ROUGE sample."""
+    """Re-save the best checkpoint with the decoding that scores best on the ROUGE sample (its
+    own decoding is scored already, when its validation used this sample)."""
     best_dir = run.output / BEST_DIR
+    started = time.monotonic()
     checkpoint = load_checkpoint(best_dir, device=run.device)
     options = [checkpoint.decode, *(c for c in candidates if c != checkpoint.decode)]
+    best = next((h for h in run.state.history if h["step"] == run.state.best_step), {})
+    known = {}
+    if best.get("rouge_docs") == len(run.rouge_sample) and "rougeL" in best:
+        known[checkpoint.decode] = best["rougeL"]
     ranked = choose_decode(
         checkpoint, run.rouge_sample, options, max_src_tokens=run.config.max_src_tokens,
-        device=run.device,
+        device=run.device, known=known,
     )  # fmt: skip
     metadata = dict(checkpoint.metadata)
     metadata["decode_tuning"] = [{"decode": d.to_dict(), "rougeL": r} for d, r in ranked]
     save_checkpoint(
         best_dir, checkpoint.model, checkpoint.tokenizer, decode=ranked[0][0], metadata=metadata
     )
-    logger.info("saved %s with decoding %s (ROUGE-L %.2f)", best_dir, ranked[0][0], ranked[0][1])
+    changes = _changed_fields(checkpoint.decode, ranked[0][0]) or "the validation decoding"
+    run.report(
+        f"decode settings: {changes} (ROUGE-L {ranked[0][1]:.2f} on {len(run.rouge_sample)}"
+        f" documents, {time.monotonic() - started:.0f} s)"
+    )
 
 
-def _save_domain(
-    best_dir: Path,
-    train_pairs: Sequence[tuple[str, str]],
-    valid_pairs: Sequence[tuple[str, str]],
-) -> None:
+def _changed_fields(before: DecodeConfig, after: DecodeConfig) -> str:
+    old, new = before.to_dict(), after.to_dict()
+    return ", ".join(f"{name}={value}" for name, value in new.items() if old[name] != value)
+
+
+def _save_domain(best_dir: Path, profile: DomainProfile) -> None:
     """Save the training domain (``s2s_model.domain``) in the best checkpoint: the words its
     training sources and summaries use, and the out-of-domain threshold set on the
     validation sources."""
     if not (best_dir / CONFIG_FILE).exists():
         return
-    profile = build_profile(train_pairs, [text for text, _ in valid_pairs])
     attach_profile(best_dir, profile)
     logger.info(
         "saved the training domain in %s: %d known words, out of domain below %.3f",
@@ -470,6 +661,8 @@ def _validate_and_save(run: _Run, meter: _Meter) -> None:
         "lr": learning_rate(max(1, run.state.step), run.config, run.horizon),
         "train_loss": train_loss,
         "tokens_per_second": round(speed, 1),
+        "loss_docs": len(run.valid),
+        "rouge_docs": len(run.rouge_sample),
         **scores,
     }
     run.state.history.append(record)
@@ -484,8 +677,50 @@ def _validate_and_save(run: _Run, meter: _Meter) -> None:
     else:
         run.state.bad_validations += 1
     logger.info("validation %s%s", _format_record(record), " (best so far)" if improved else "")
-    _save(run, improved)
+    saving = time.monotonic()
+    saves = _save(run, improved)
     _write_curves(run)
+    run.costs = run.costs.updated(
+        loss_per_doc=scores["loss_seconds"] / max(1, len(run.valid)),
+        decode_per_doc=scores.get("decode_seconds", 0.0) / max(1, len(run.rouge_sample)),
+        save=(time.monotonic() - saving) / saves,
+    )
+    run.report(_validation_line(run, record, improved))
+
+
+def _validation_line(run: _Run, record: dict[str, Any], improved: bool) -> str:
+    """step 300 (epoch 1.50) | train loss 3.912 | valid loss 3.801 | ROUGE-1/2/L 31.2/12.0/29.9
+    | 1m05s, ETA 2m10s (best so far)"""
+    parts = [f"step {record['step']:,} (epoch {record['epoch']:.2f})"]
+    if record["train_loss"] is not None:
+        parts.append(f"train loss {record['train_loss']:.3f}")
+    parts.append(f"valid loss {record['valid_nll']:.3f}")
+    if "rougeL" in record:
+        parts.append(
+            f"ROUGE-1/2/L {record['rouge1']:.1f}/{record['rouge2']:.1f}/{record['rougeL']:.1f}"
+        )
+    parts.append(f"{_clock(run.deadline.elapsed())}, ETA {_clock(_eta(run))}")
+    return " | ".join(parts) + (" (best so far)" if improved else "")
+
+
+def _eta(run: _Run) -> float:
+    """Seconds to the end of training: the budget's end, or the planned updates' at the
+    current pace, whichever comes first."""
+    steps_left = max(0, run.horizon - run.state.step)
+    if run.config.max_steps:
+        steps_left = min(steps_left, run.config.max_steps - run.state.step)
+    by_steps = steps_left * run.step_seconds
+    return min(by_steps, max(0.0, run.deadline.left()))
+
+
+def _clock(seconds: float) -> str:
+    """90 -> '1m30s', 3725 -> '1h02m'."""
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
 
 
 def _selection_score(config: TrainConfig, scores: dict[str, float]) -> float:
@@ -499,17 +734,27 @@ def _format_record(record: dict[str, Any]) -> str:
     )
 
 
-def _save(run: _Run, improved: bool) -> None:
-    """Write ``last`` (and ``best`` if improved), then the trainer state that matches ``last``."""
+def _save(run: _Run, improved: bool) -> int:
+    """Write ``last`` (and ``best`` if improved, and ``checkpoints/step-N`` when kept), then the
+    trainer state that matches ``last``; returns how many checkpoints were written."""
     metadata = _metadata(run)
-    save_checkpoint(
-        run.output / LAST_DIR, run.model, run.tokenizer, decode=run.decode, metadata=metadata
-    )
+    targets = [run.output / LAST_DIR]
     if improved:
-        save_checkpoint(
-            run.output / BEST_DIR, run.model, run.tokenizer, decode=run.decode, metadata=metadata
-        )
+        targets.append(run.output / BEST_DIR)
+    if run.config.keep_checkpoints:
+        targets.append(run.output / CHECKPOINTS_DIR / f"step-{run.state.step:08d}")
+    for target in targets:
+        save_checkpoint(target, run.model, run.tokenizer, decode=run.decode, metadata=metadata)
     save_trainer_state(run.output, run.state, run.config, run.optimizer, device=run.device)
+    if run.config.keep_checkpoints:
+        _drop_old_checkpoints(run.output / CHECKPOINTS_DIR, run.config.keep_checkpoints)
+    return len(targets)
+
+
+def _drop_old_checkpoints(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest ``step-N`` checkpoints in ``folder``."""
+    for old in sorted(folder.glob("step-*"))[:-keep]:
+        shutil.rmtree(old)
 
 
 def _metadata(run: _Run) -> dict[str, Any]:
@@ -520,7 +765,7 @@ def _metadata(run: _Run) -> dict[str, Any]:
         "epoch": latest.get("epoch"),
         "data": run.data_info,
         "train_pairs": len(run.train),
-        "valid_pairs": len(run.valid),
+        "valid_pairs": run.valid_pairs,
         "train_config": run.config.to_dict(),
         "max_src_tokens": run.config.max_src_tokens,
         "training_seconds": round(run.state.elapsed, 1),

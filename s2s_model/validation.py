@@ -7,7 +7,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -33,8 +33,11 @@ def validate(
     decode: DecodeConfig,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """Validation NLL per token (and perplexity) and ROUGE of beam-search summaries."""
+    """Validation NLL per token (and perplexity) on every pair of ``valid``, ROUGE of
+    beam-search summaries of ``rouge_sample``, and the seconds each part took."""
+    started = time.monotonic()
     scores = valid_loss(model, valid, config, device)
+    scores["loss_seconds"] = time.monotonic() - started
     if rouge_sample:
         checkpoint = Checkpoint(model, tokenizer, decode, fingerprint="training")
         summarizer = Summarizer(
@@ -56,10 +59,12 @@ def choose_decode(
     *,
     max_src_tokens: int,
     device: str = "cpu",
+    known: Mapping[DecodeConfig, float] | None = None,
 ) -> list[tuple[DecodeConfig, float]]:
     """ROUGE-L of each candidate decoding on ``sample`` (text, summary), best first.
 
-    Ties keep the earlier candidate, so list the default first.
+    Ties keep the earlier candidate, so list the default first. ``known`` holds scores already
+    measured on this sample, which are not decoded again.
     """
     summarizer = Summarizer(
         checkpoint, RuntimeSettings(device=device, max_src_tokens=max_src_tokens)
@@ -67,6 +72,9 @@ def choose_decode(
     texts, references = [text for text, _ in sample], [summary for _, summary in sample]
     scored = []
     for index, decode in enumerate(candidates):
+        if known and decode in known:
+            scored.append((known[decode], -index, decode))
+            continue
         predictions = [s.text for s in summarizer.summarize(texts, decode)]
         scored.append((rouge(references, predictions).rougeL, -index, decode))
         logger.info("decoding %s: ROUGE-L %.2f", decode, scored[-1][0])
@@ -77,7 +85,9 @@ def choose_decode(
 def valid_loss(
     model: Seq2Seq, valid: Sequence[EncodedPair], config: TrainConfig, device: str
 ) -> dict[str, float]:
-    pairs = list(valid[: config.valid_loss_docs] if config.valid_loss_docs else valid)
+    """Mean NLL per target token over every pair of ``valid`` (and its perplexity); batches
+    of ``config.batch_tokens``."""
+    pairs = list(valid)
     lengths = [(len(p.src), len(p.tgt)) for p in pairs]
     batches = make_batches(lengths, config.batch_tokens, random.Random(0))
     nll = tokens = 0.0

@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,9 +18,18 @@ from safetensors.torch import load_file
 
 from s2s_model import DecodeConfig, ModelConfig, Summarizer, load_checkpoint
 from s2s_model.config import TrainConfig
+from s2s_model.model import Seq2Seq
 from s2s_model.objective import learning_rate, token_loss
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from s2s_model.train import BEST_DIR, CURVES_FILE, LAST_DIR, TrainingError, fit
+from s2s_model.train import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    CURVES_FILE,
+    LAST_DIR,
+    TrainingError,
+    _train_step,
+    fit,
+)
 from s2s_model.trainer_state import STATE_FILE
 from s2s_model.training_data import EncodedPair, collate, make_batches
 from tests.conftest import make_texts
@@ -276,3 +286,58 @@ def test_resume_keeps_the_runs_settings_but_not_its_stopping_rules(tmp_path: Pat
     with pytest.raises(TrainingError, match="training pairs differ"):
         fit(pairs[:5], pairs, tmp_path, model_config=TINY_MODEL, train_config=longer,
             resume=True, progress=False)  # fmt: skip
+
+
+def _one_update(pairs: list[EncodedPair], groups: list[list[int]]) -> dict[str, torch.Tensor]:
+    """The gradients ``_train_step`` leaves after one update over the batches ``groups``."""
+    torch.manual_seed(0)
+    model = Seq2Seq(dataclasses.replace(TINY_MODEL, dropout=0.0))
+    run: Any = SimpleNamespace(
+        model=model,
+        state=SimpleNamespace(step=0),
+        config=tiny_train_config(clip_norm=0.0),
+        horizon=10,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        device="cpu",
+    )
+    _train_step(run, [collate([pairs[i] for i in group]) for group in groups])
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_accumulation_weighs_every_token_as_one_batch_would() -> None:
+    rng = random.Random(0)
+    pairs = [
+        EncodedPair(src=[rng.randrange(4, 64) for _ in range(rng.randrange(3, 9))],
+                    tgt=[rng.randrange(4, 64) for _ in range(rng.randrange(2, 6))])
+        for _ in range(6)
+    ]  # fmt: skip
+    whole = _one_update(pairs, [[0, 1, 2, 3, 4, 5]])
+    split = _one_update(pairs, [[0, 1], [2, 3, 4], [5]])
+    assert whole.keys() == split.keys()
+    for name, grad in whole.items():
+        torch.testing.assert_close(split[name], grad, rtol=1e-4, atol=1e-6)
+    # Averaging the batches' mean losses instead would weigh a short batch's tokens more.
+    first, second = _one_update(pairs, [[0]]), _one_update(pairs, [[1, 2, 3, 4, 5]])
+    name = next(iter(whole))
+    assert not torch.allclose((first[name] + second[name]) / 2, whole[name], rtol=1e-3)
+
+
+def test_accumulated_updates_count_as_one_step_each(tmp_path: Path) -> None:
+    pairs = tiny_pairs(40)
+    config = tiny_train_config(max_epochs=1, eval_every=0, batch_tokens=200)
+    single = fit(pairs, pairs[:4], tmp_path / "1", model_config=TINY_MODEL, train_config=config,
+                 progress=False)  # fmt: skip
+    accumulated = fit(pairs, pairs[:4], tmp_path / "3", model_config=TINY_MODEL,
+                      train_config=dataclasses.replace(config, grad_accumulation=3),
+                      progress=False)  # fmt: skip
+    assert single.steps > 3
+    assert accumulated.steps == math.ceil(single.steps / 3)
+
+
+def test_keep_checkpoints_keeps_the_newest_validations(tmp_path: Path) -> None:
+    pairs = tiny_pairs(6)
+    config = tiny_train_config(max_steps=10, eval_every=2, keep_checkpoints=2)
+    fit(pairs, pairs, tmp_path, model_config=TINY_MODEL, train_config=config, progress=False)
+    kept = sorted(p.name for p in (tmp_path / CHECKPOINTS_DIR).iterdir())
+    assert kept == ["step-00000008", "step-00000010"]
+    assert load_checkpoint(tmp_path / CHECKPOINTS_DIR / kept[-1]).metadata["step"] == 10
