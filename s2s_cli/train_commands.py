@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
+import sys
+import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from s2s_model.config import (
     DEFAULT_DEVICE,
     DEVICES,
     DecodeConfig,
+    FieldSpec,
     ModelConfig,
     TrainConfig,
     field_specs,
@@ -32,21 +37,23 @@ logger = logging.getLogger(__name__)
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 CONFIG_SECTIONS = ("model", "train", "decode", "decode_candidates")
+PROGRESS_EVERY_S = 10.0
 
 TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best checkpoint.
 
 \b
-  s2s train --train train.jsonl --valid valid.jsonl --output runs/m1
+  s2s train --train train.jsonl --valid valid.jsonl --output runs/m1 --max_time 30m
   s2s train --train train.parquet --valid valid.parquet --output runs/m1 \\
-      --text_field description --summary_field synopsis --config recipe.json --max_time 45m
+      --text_field description --summary_field synopsis --config recipe.json --hidden_size 256
   s2s train ... --output runs/m1 --resume        # continue an interrupted run
 
 Writes OUTPUT/best (the checkpoint to use: s2s summarize ... --model OUTPUT/best),
-OUTPUT/last with trainer_state.* (for --resume) and OUTPUT/curves.png. --config is a JSON
-object with optional "model", "train" and "decode" sections whose keys are the fields of
-ModelConfig, TrainConfig and DecodeConfig, and optionally "decode_candidates": a list of
-changes to "decode" to try on the validation sample after training (the best is saved with the
-model). Flags given here override the file.
+OUTPUT/last with trainer_state.* (for --resume) and OUTPUT/curves.png. Prints a line per
+validation (-q: none). --max_time bounds the whole command, from its start to its exit.
+Every field of ModelConfig and TrainConfig is a flag below; --config is a JSON object with
+optional "model", "train" and "decode" sections holding the same fields (and DecodeConfig's),
+and optionally "decode_candidates": a list of changes to "decode" to try on the validation
+sample after training (the best is saved with the model). Flags override the file.
 """
 
 
@@ -111,7 +118,7 @@ def _read_pairs(path: str, text_field: str, summary_field: str, limit: int | Non
 def load_config_file(path: str | None) -> dict[str, Any]:
     """The sections of a ``--config`` JSON file; unknown sections are an error."""
     if path is None:
-        return {}
+        return {"model": {}, "train": {}, "decode": {}, "decode_candidates": []}
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -147,6 +154,53 @@ def build_configs(
     return model_config, train_config, decode, candidates
 
 
+# The model's vocab_size is the tokenizer's, set by TrainConfig's --vocab_size.
+DERIVED_MODEL_FIELDS = ("vocab_size",)
+# Flags whose values are read by a type of their own rather than the field's.
+FLAG_TYPES: dict[str, click.ParamType] = {"max_time": DURATION}
+
+
+def _config_options(cls: type, section: str, skip: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """One ``--flag`` per field of ``cls`` (``ModelConfig`` or ``TrainConfig``), default None:
+    a flag given overrides the ``--config`` file, which overrides the field's default."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for spec in reversed(field_specs(cls)):
+            if spec.name in skip:
+                continue
+            help_text = f"{section}: {spec.help} [default: {_shown(spec.default)}]"
+            function = _field_option(spec, help_text)(function)
+        return function
+
+    return decorate
+
+
+def _field_option(spec: FieldSpec, help_text: str) -> Callable[..., Any]:
+    flag = f"--{spec.name}"
+    if spec.kind is bool:
+        return click.option(f"{flag}/--{spec.off_switch}", spec.name, default=None,
+                            help=help_text)  # fmt: skip
+    if spec.choices is not None:
+        kind: Any = click.Choice(spec.choices)
+    elif typing.get_origin(spec.kind) is tuple:
+        kind = typing.get_args(spec.kind)
+    else:
+        kind = FLAG_TYPES.get(spec.name, spec.kind)
+    return click.option(flag, spec.name, type=kind, default=None, help=help_text)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _field_values(cls: type, flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags given (not None) among ``cls``'s fields."""
+    names = {spec.name for spec in field_specs(cls)}
+    return {name: value for name, value in flags.items() if name in names and value is not None}
+
+
 @click.command(cls=S2SCommand, help=TRAIN_HELP)
 @click.option("--train", "train_path", required=True, help="training pairs: JSONL or Parquet")
 @click.option("--valid", "valid_path", required=True, help="validation pairs: JSONL or Parquet")
@@ -154,10 +208,12 @@ def build_configs(
 @_pair_options
 @click.option("--config", "config_path", default=None, help="JSON recipe: model/train/decode")
 @click.option("--resume", is_flag=True, help="continue the run in --output where it stopped")
-@click.option("--max_time", type=DURATION, default=None, help="training budget: 90s, 45m, 1.5h")
-@click.option("--max_epochs", type=click.IntRange(min=1), default=None, help="passes over data")
-@click.option("--seed", type=int, default=None, help="random seed (default: the config's)")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N pairs")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="train on N pairs drawn at random (seeded by --seed) from the training file",
+)
 @click.option(
     "--device",
     type=click.Choice(DEVICES),
@@ -165,7 +221,11 @@ def build_configs(
     show_default=True,
     help="where to train; 'auto' takes a GPU when torch can use one, else the CPU",
 )
-@click.option("--progress/--no_progress", default=True, help="show the progress bar")
+@click.option("--progress/--no_progress", default=None,
+              help="show a progress bar [default: when stderr is a terminal]")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="print nothing but errors and the result")
+@_config_options(TrainConfig, "training")
+@_config_options(ModelConfig, "model", skip=DERIVED_MODEL_FIELDS)
 def train(
     train_path: str,
     valid_path: str,
@@ -175,19 +235,22 @@ def train(
     threads: int | None,
     config_path: str | None,
     resume: bool,
-    max_time: float | None,
-    max_epochs: int | None,
-    seed: int | None,
     limit: int | None,
     device: str,
-    progress: bool,
+    progress: bool | None,
+    quiet: bool,
+    **fields: Any,
 ) -> None:
-    overrides = {"max_time": max_time, "max_epochs": max_epochs, "seed": seed}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    started = time.monotonic()
     sections = load_config_file(config_path)
-    model_config, train_config, decode, candidates = build_configs(sections, overrides)
+    sections["model"].update(_field_values(ModelConfig, fields))
+    model_config, train_config, decode, candidates = build_configs(
+        sections, _field_values(TrainConfig, fields)
+    )
     _set_threads(threads)
-    train_pairs = _read_pairs(train_path, text_field, summary_field, limit)
+    train_pairs = _read_pairs(train_path, text_field, summary_field, None)
+    if limit is not None:
+        train_pairs = sample_pairs(train_pairs, limit, train_config.seed)
     valid_pairs = _read_pairs(valid_path, text_field, summary_field, None)
     data_info = {
         "train": train_path,
@@ -196,6 +259,7 @@ def train(
         "summary_field": summary_field,
         "limit": limit,
     }
+    report = None if quiet else _echo_progress
     result = _fit(
         train_pairs,
         valid_pairs,
@@ -207,11 +271,32 @@ def train(
         device=device,
         data_info=data_info,
         decode_candidates=candidates,
-        progress=progress,
+        progress=sys.stderr.isatty() and not quiet if progress is None else progress,
+        report=report,
+        started=started,
     )
     scores = ", ".join(f"{k}={v:.3f}" for k, v in result.best.items() if isinstance(v, float))
-    click.echo(f"stopped ({result.stopped}) after {result.steps} updates, {result.elapsed:.0f} s")
+    click.echo(
+        f"stopped ({result.stopped}) after {result.steps} updates: {result.elapsed:.0f} s training,"
+        f" {time.monotonic() - started:.0f} s in all"
+    )
     click.echo(f"best checkpoint: {result.best_dir} (step {result.best.get('step')}: {scores})")
+
+
+def sample_pairs(pairs: list[Any], limit: int, seed: int) -> list[Any]:
+    """``limit`` pairs drawn at random (seeded), in their order in the file: a limited run sees
+    the whole file's variety, not its first packages."""
+    if limit >= len(pairs):
+        return pairs
+    picks = sorted(random.Random(seed).sample(range(len(pairs)), limit))
+    return [pairs[i] for i in picks]
+
+
+def _echo_progress(line: str) -> None:
+    """A progress line on stderr that does not break a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _fit(train_pairs: list[Any], valid_pairs: list[Any], output: str, **options: Any) -> Any:
@@ -269,6 +354,7 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--max_src_tokens", type=click.IntRange(min=1), default=None,
               help="source tokens the model reads (default: as s2s summarize)")  # fmt: skip
 @click.option("--json_out", default=None, help="also write the report as JSON to this file")
+@click.option("-q", "--quiet", is_flag=True, help="no progress lines, only the report")
 @click.option("--predictions_out", default=None, help="write the model's summaries here (.txt)")
 @click.option("--known_words_from", default=None, metavar="TRAIN",
               help="training pairs: also count summaries with a word in neither their source nor"
@@ -288,6 +374,7 @@ def evaluate(
     json_out: str | None,
     predictions_out: str | None,
     known_words_from: str | None,
+    quiet: bool,
     **decode_flags: Any,
 ) -> None:
     from s2s_model.evaluation import evaluate_predictions, format_report
@@ -301,7 +388,10 @@ def evaluate(
         outputs = _read_predictions(predictions, prediction_field, len(pairs))
     else:
         _set_threads(threads)
-        outputs, seconds, domain = _run_model(model_path, sources, decode_flags, max_src_tokens)
+        progress = None if quiet else SummaryProgress()
+        outputs, seconds, domain = _run_model(
+            model_path, sources, decode_flags, max_src_tokens, progress
+        )
     known = None
     if known_words_from:
         from s2s_model.quality import vocabulary
@@ -313,6 +403,29 @@ def evaluate(
                                   domain=domain)  # fmt: skip
     _write_outputs(report, outputs, json_out, predictions_out, test_file)
     click.echo(format_report(report, system_name="predictions" if predictions else "model"))
+
+
+class SummaryProgress:
+    """Prints "summarized 256 of 1,155 documents, 12.5 docs/s, ETA 1m12s" to stderr: in place on
+    a terminal, else a line every ``PROGRESS_EVERY_S`` seconds and at the end."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._printed_at = 0.0
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        rate = done / max(seconds, 1e-9)
+        line = (
+            f"summarized {done:,} of {total:,} documents, {rate:.1f} docs/s,"
+            f" ETA {(total - done) / max(rate, 1e-9):.0f} s"
+        )
+        if self._tty:
+            click.echo(f"\r{line}   ", nl=False, err=True)
+            if done == total:
+                click.echo("", err=True)
+        elif done == total or seconds - self._printed_at >= PROGRESS_EVERY_S:
+            click.echo(line, err=True)
+            self._printed_at = seconds
 
 
 def _read_predictions(path: str, field: str, expected: int) -> list[str]:
@@ -331,6 +444,7 @@ def _run_model(
     sources: list[str],
     decode_flags: dict[str, Any],
     max_src_tokens: int | None,
+    progress: Callable[[int, int, float], None] | None,
 ) -> tuple[list[str], float, Any]:
     """The model's summaries of ``sources``, their seconds, and its training domain (for
     ``novel_word`` by its own house style; None for a model saved without one)."""
@@ -348,7 +462,7 @@ def _run_model(
     # The Summarizer's own default unless told otherwise: score what `s2s summarize` produces.
     settings = RuntimeSettings(max_src_tokens=max_src_tokens or DEFAULT_MAX_SRC_TOKENS)
     summarizer = Summarizer(checkpoint, settings)
-    outputs, seconds = summarize_all(summarizer, sources, decode)
+    outputs, seconds = summarize_all(summarizer, sources, decode, on_progress=progress)
     return outputs, seconds, summarizer.domain
 
 

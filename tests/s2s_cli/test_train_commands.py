@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from s2s_cli.train_commands import DURATION, evaluate, train
+from s2s_cli.train_commands import DERIVED_MODEL_FIELDS, DURATION, evaluate, sample_pairs, train
 from s2s_model import Summarizer, load_checkpoint
-from s2s_model.config import DEFAULT_MAX_SRC_TOKENS, RuntimeSettings
+from s2s_model.config import (
+    DEFAULT_MAX_SRC_TOKENS,
+    ModelConfig,
+    RuntimeSettings,
+    TrainConfig,
+    field_specs,
+)
 from tests.conftest import make_texts
 
 TINY_RECIPE = {
@@ -62,6 +68,11 @@ def trained(data: Path) -> Path:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "stopped (max_steps) after 12 updates" in result.output
+    # A line per validation by default: step, losses, ROUGE, time and ETA.
+    assert "training 30 pairs on cpu" in result.output
+    assert "step 6 (epoch" in result.output and "step 12 (epoch" in result.output
+    assert "ROUGE-1/2/L" in result.output and "ETA" in result.output
+    assert "decode settings:" in result.output
     return output
 
 
@@ -202,3 +213,54 @@ def test_evaluate_reads_as_many_source_tokens_as_summarize(
     assert CliRunner().invoke(evaluate, args).exit_code == 0
     assert CliRunner().invoke(evaluate, [*args, "--max_src_tokens", "7"]).exit_code == 0
     assert seen == [DEFAULT_MAX_SRC_TOKENS, 7]
+
+
+def test_every_model_and_training_field_is_a_flag() -> None:
+    flags = {name for param in train.params for name in param.opts}
+    fields = [s.name for s in field_specs(TrainConfig)]
+    fields += [s.name for s in field_specs(ModelConfig) if s.name not in DERIVED_MODEL_FIELDS]
+    assert [name for name in fields if f"--{name}" not in flags] == []
+    help_text = CliRunner().invoke(train, ["--help"]).output
+    assert "--grad_accumulation" in help_text and "[default: 1]" in help_text
+
+
+def test_flags_override_the_config_file_and_quiet_prints_only_the_result(
+    data: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        train,
+        ["--train", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"),
+         "--output", str(tmp_path / "run"), "--config", str(data / "recipe.json"),
+         "--threads", "1", "-q", "--max_steps", "4", "--eval_every", "4", "--hidden_size", "24",
+         "--no_copy", "--adam_betas", "0.8", "0.99", *FIELDS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("stopped (max_steps) after 4 updates")
+    assert len(result.output.splitlines()) == 2
+    checkpoint = load_checkpoint(tmp_path / "run" / "best")
+    assert checkpoint.model_config.hidden_size == 24 and not checkpoint.model_config.copy
+    assert checkpoint.model_config.embed_dim == 16  # from the file
+    assert checkpoint.metadata["train_config"]["adam_betas"] == [0.8, 0.99]
+
+
+def test_limit_draws_a_seeded_sample_spread_over_the_file() -> None:
+    pairs = [(f"text {i}", f"summary {i}") for i in range(1000)]
+    sample = sample_pairs(pairs, 100, seed=3)
+    assert sample == sample_pairs(pairs, 100, seed=3) != sample_pairs(pairs, 100, seed=4)
+    indices = [pairs.index(pair) for pair in sample]
+    assert indices == sorted(indices) and len(set(indices)) == 100
+    assert max(indices) > 900 and min(indices) < 100
+    assert sample_pairs(pairs, 5000, seed=3) == pairs
+
+
+def test_evaluate_reports_progress_unless_quiet(trained: Path, tmp_path: Path) -> None:
+    test_file = write_pairs(tmp_path / "many.jsonl", 300, seed=5)
+    args = [str(test_file), "--model", str(trained / "best"), "--beam_size", "1", *FIELDS]
+    loud = CliRunner().invoke(evaluate, args)
+    assert loud.exit_code == 0, loud.output
+    assert "summarized 300 of 300 documents" in loud.output
+    quiet = CliRunner().invoke(evaluate, [*args, "-q"])
+    assert quiet.exit_code == 0 and "summarized" not in quiet.output
+    # Summarized in chunks or in one call, the summaries and so the scores are the same.
+    table = [line for line in quiet.output.splitlines() if not line.startswith("speed")]
+    assert "R-Lsum" in table[0] and set(table) <= set(loud.output.splitlines())
