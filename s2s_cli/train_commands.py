@@ -38,6 +38,8 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 CONFIG_SECTIONS = ("model", "train", "decode", "decode_candidates")
 PROGRESS_EVERY_S = 10.0
+# The validation scores the last line gives for the best checkpoint.
+BEST_SCORES = ("valid_nll", "rouge1", "rouge2", "rougeL")
 
 TRAIN_HELP = """Train a summarizer on (text, summary) pairs and keep the best checkpoint.
 
@@ -275,7 +277,7 @@ def train(
         report=report,
         started=started,
     )
-    scores = ", ".join(f"{k}={v:.3f}" for k, v in result.best.items() if isinstance(v, float))
+    scores = ", ".join(f"{k} {result.best[k]:.3f}" for k in BEST_SCORES if k in result.best)
     click.echo(
         f"stopped ({result.stopped}) after {result.steps} updates: {result.elapsed:.0f} s training,"
         f" {time.monotonic() - started:.0f} s in all"

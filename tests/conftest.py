@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: To
     directory = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(directory, tiny_model(tiny_tokenizer.vocab_size), tiny_tokenizer)
     return directory
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread, for the tests that hold a wall-clock budget: on a busy machine two
+    OpenMP threads wait on each other for seconds at a time
+    (../shared/anchors/opennmt/README.md), which no budget can foresee."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from s2s_model import DecodeConfig, Summarizer, load_checkpoint
 from s2s_model.budget import (
@@ -63,16 +61,6 @@ def test_a_deadline_counts_from_its_start() -> None:
     deadline = Deadline(started=time.monotonic() - 10.0, seconds=30.0)
     assert 19.0 < deadline.left() <= 20.0 and deadline.limited
     assert Deadline(time.monotonic(), 0.0).left() == float("inf")
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy machine two OpenMP threads wait on each other for seconds
-    at a time (../shared/anchors/opennmt/README.md), which no budget can foresee."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.usefixtures("one_thread")
