@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.sweeps
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.host_bench
+	$(BIN)/python -m benchmarks.train_budget
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -49,6 +49,7 @@ QUALITY_S5 = "benchmarks/results/2026-11-30/quality.json"
 HOST_S6 = "benchmarks/results/2026-12-04/host.json"
 JOBS_S6 = "benchmarks/results/2026-12-04/opennmt_jobs.json"
 DOMAIN = "benchmarks/results/2026-12-05/domain.json"
+TRAIN_BUDGET = "benchmarks/results/2026-12-05/train-budget.json"
 MODEL_MD = "s2s_model/pretrained/debian-synopsis/MODEL.md"
 
 # Rows of the files' lists, by what they hold.
@@ -308,6 +309,15 @@ FIGURES = (
             (at("out_of_domain.cnndm_valid.documents"), ",.0f"),
             (at("out_of_domain.debian_test (held out).flagged_pct"), ".1f"),
             (at("out_of_domain.debian_test (held out).documents"), ",.0f"))),
+    # RESULTS.md: s2s train --max_time 60s on 2,000 pairs (issue 25).
+    Figure("benchmarks/RESULTS.md", "| 1 | {} s | {} | loss {}, ROUGE {} |", TRAIN_BUDGET,
+           ((at("runs.0.wall_s"), ".1f"), (at("runs.0.updates"), ".0f"),
+            (at("runs.0.validation_docs.loss_docs"), ".0f"),
+            (at("runs.0.validation_docs.rouge_docs"), ".0f"))),
+    Figure("benchmarks/RESULTS.md", "| 2 | {} s | {} | loss {}, ROUGE {} |", TRAIN_BUDGET,
+           ((at("runs.1.wall_s"), ".1f"), (at("runs.1.updates"), ".0f"),
+            (at("runs.1.validation_docs.loss_docs"), ".0f"),
+            (at("runs.1.validation_docs.rouge_docs"), ".0f"))),
     Figure(MODEL_MD, "| CNN/DailyMail validation subset ({} news articles) | {}% |", DOMAIN,
            ((at("out_of_domain.cnndm_valid.documents"), ",.0f"),
             (at("out_of_domain.cnndm_valid.flagged_pct"), ".2f"))),
