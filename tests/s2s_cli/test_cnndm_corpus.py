@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from s2s_cli import cnndm_corpus
 from s2s_cli.cnndm_corpus import Article
 from s2s_cli.corpus_commands import corpus
+from s2s_cli.train_commands import build_configs, load_config_file
 
 STORY = (
     "london ( cnn ) the mayor said on monday that the bridge will close . `` it is old , '' he"
@@ -132,3 +133,12 @@ def test_scores_split_summaries_into_sentences_for_rouge_lsum() -> None:
     assert scores["model"]["rougeL"] < 100.0  # one LCS over the whole text misses the swap
     lead3 = scores["lead-3"]
     assert 0.0 < lead3["rouge1"] < 100.0
+
+
+def test_the_news_recipe_builds_a_pointer_generator_with_coverage() -> None:
+    recipe = Path(__file__).parents[2] / "recipes" / "cnndm-news.json"
+    model, train, decode, candidates = build_configs(load_config_file(str(recipe)), {})
+    assert (model.copy, model.coverage) == (True, True)
+    assert (train.max_src_tokens, train.max_tgt_tokens) == (400, 100)
+    assert {c.coverage_beta for c in candidates} > {decode.coverage_beta}
+    assert any(c.min_len != decode.min_len for c in candidates)
