@@ -7,7 +7,9 @@ that, and every summary row carries it:
 - the document's text after ``--max_doc_chars`` cutting, and its ``cut`` and ``replaced`` flags
   (they become the row's ``truncated`` and ``replaced_invalid_utf8`` columns);
 - the model's fingerprint (weights, config and tokenizer files);
-- every ``DecodeConfig`` field, ``max_src_tokens``, ``quantize`` and ``precision``;
+- every ``DecodeConfig`` field (those added since key version 1, ``LATER_DECODE_FIELDS``, only
+  when not at their defaults: a run that does not use them keeps the keys it had before they
+  existed), ``max_src_tokens``, ``quantize`` and ``precision``;
 - ``KEY_VERSION``, raised whenever what the key holds changes.
 
 Left out, because they do not change the answer: ``refill``, ``max_batch_tokens``,
@@ -63,6 +65,8 @@ DOCUMENTS, EARLIER, REUSED, TO_DECODE = "documents", "earlier", "reused", "to_de
 DEAD_LETTER_KEY_PREFIX = "dead-letter:"
 # The runtime settings that change a summary (the manifest's "model" section holds them too).
 RUNTIME_ANSWER_FIELDS = ("max_src_tokens", "quantize", "precision")
+# DecodeConfig fields added after KEY_VERSION 1: in the key only when set (see above).
+LATER_DECODE_FIELDS = ("coverage_beta",)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class AnswerSettings:
         decode: dict[str, Any] = {}
         for spec in field_specs(DecodeConfig):
             value = getattr(self.decode, spec.name)
+            if spec.name in LATER_DECODE_FIELDS and value == spec.default:
+                continue
             decode[spec.name] = float(value) if spec.kind is float else value
         return decode
 

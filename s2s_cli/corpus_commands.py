@@ -103,3 +103,35 @@ def sample(split_file: str, out_dir: str, docs: int, shards: int) -> None:
     except (debian_corpus.CorpusError, OSError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {min(docs, len(records))} documents in {len(written)} shards to {out_dir}")
+
+
+CNNDM_HELP = """Training and evaluation JSONL from the CNN/DailyMail subset (See et al. 2017).
+
+\b
+  s2s corpus cnndm data/cnndm \\
+      --train_file ../shared/data/cnndm-train-subset/cnndm_train_subset.jsonl.xz \\
+      --valid_file ../shared/data/cnndm-train-subset/cnndm_val_subset.jsonl.gz
+
+Drops empty rows and repeated articles, cuts sources to 400 words and targets to 100, and
+writes OUT_DIR/train.jsonl, valid.jsonl (whole), tune.jsonl and eval.jsonl (disjoint seeded
+samples of the validation split; eval.jsonl keeps full references) and corpus_info.json.
+Train with --text_field article --summary_field highlights.
+"""
+
+
+@corpus.command(help=CNNDM_HELP)
+@click.argument("out_dir")
+@click.option("--train_file", required=True, help="CNN/DM training records (.jsonl[.xz|.gz])")
+@click.option("--valid_file", required=True, help="CNN/DM validation records (.jsonl[.xz|.gz])")
+@click.option("--tune_docs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="validation articles to validate on and choose decoding with")  # fmt: skip
+@click.option("--eval_docs", type=click.IntRange(min=1), default=500, show_default=True,
+              help="other validation articles to score the model on")  # fmt: skip
+def cnndm(out_dir: str, train_file: str, valid_file: str, tune_docs: int, eval_docs: int) -> None:
+    from s2s_cli import cnndm_corpus
+
+    info = cnndm_corpus.write_corpus(
+        train_file, valid_file, out_dir, tune_docs=tune_docs, eval_docs=eval_docs
+    )
+    counts = ", ".join(f"{k} {v:,}" for k, v in info["records"].items())
+    click.echo(f"{counts} articles (dropped: {info['dropped']}); wrote {out_dir}")

@@ -86,6 +86,7 @@ LAZY_COMMANDS = {
     "evaluate": "s2s_cli.train_commands:evaluate",
     "corpus": "s2s_cli.corpus_commands:corpus",
     "import-opennmt": "s2s_cli.opennmt_import:import_opennmt_command",
+    "average": "s2s_cli.average_command:average",
 }
 
 

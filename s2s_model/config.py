@@ -12,7 +12,10 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 AttentionKind = Literal["general", "dot", "additive", "none"]
 LengthPenalty = Literal["none", "avg", "wu"]
@@ -185,6 +188,13 @@ class DecodeConfig:
         " frequent tokens (Nallapati et al. 2016); 0 keeps the full vocabulary",
         0,
     )
+    coverage_beta: float = _help(
+        "beta of OpenNMT-py's 'summary' coverage penalty (-coverage_penalty summary -beta):"
+        " a finished hypothesis's score loses beta x the sum over source positions of"
+        " max(0, its attention summed over its steps - 1), so summaries that read the same"
+        " source words again rank lower; 0 is off",
+        0.0,
+    )
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -207,6 +217,8 @@ class DecodeConfig:
             raise ValueError(f"shortlist={self.shortlist} must be >= 0")
         if self.no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size={self.no_repeat_ngram_size} must be >= 0")
+        if not self.coverage_beta >= 0:
+            raise ValueError(f"coverage_beta={self.coverage_beta} must be >= 0 (0 turns it off)")
 
     def max_len_for(self, src_len: int) -> int:
         """Maximum summary tokens (EOS excluded) for a source of ``src_len`` tokens, at least 1."""
@@ -220,6 +232,11 @@ class DecodeConfig:
         if self.length_penalty == "wu":
             return float(((5.0 + length) / 6.0) ** self.alpha)
         return 1.0
+
+    def coverage_penalty(self, coverage: Tensor) -> Tensor:
+        """OpenNMT-py's 'summary' penalty of attention sums ``coverage`` (..., S): (...,), the
+        amount a finished hypothesis's score loses. Padded positions (coverage 0) add nothing."""
+        return self.coverage_beta * (coverage - 1.0).clamp(min=0.0).sum(dim=-1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -74,6 +74,13 @@ class Seq2Seq(nn.Module):
         log_probs, new_state, _ = self.decoder.step(prev_tokens, state, memory)
         return log_probs, new_state
 
+    def decode_step_attending(
+        self, prev_tokens: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """``decode_step`` that also returns the step's attention distribution (N, S) (the one
+        the copy distribution reuses): what the coverage penalty sums."""
+        return self.decoder.step(prev_tokens, state, memory)
+
     def shortlisted(self, memory: Memory) -> Memory:
         """``memory`` with the output layer restricted to its shortlist, so that each decoding
         step does not take the rows again (a no-op without a shortlist or when already taken)."""

@@ -17,7 +17,13 @@ Semantics (they are the contract tests check):
 - the maximum length is per document: ``DecodeConfig.max_len_for(src_len)``; EOS is impossible
   before ``min_len`` tokens;
 - PAD and BOS are never emitted; with ``ban_unk`` neither is UNK;
-- ``score = log_prob / penalty(len)`` where ``len`` counts the tokens plus EOS;
+- ``score = log_prob / penalty(len)`` where ``len`` counts the tokens plus EOS; with
+  ``coverage_beta`` (OpenNMT-py's ``-coverage_penalty summary``), minus
+  ``DecodeConfig.coverage_penalty`` of the attention summed over the hypothesis's steps, EOS's
+  step included. As in OpenNMT-py (without ``-stepwise_penalty``) the penalty ranks finished
+  hypotheses only: which hypotheses the beam keeps going is decided by log-probabilities alone.
+  It applies to any model with attention, with or without a coverage feature; greedy search
+  has nothing to rank and ignores it;
 - ``no_repeat_ngram_size = n`` forbids any n-gram from occurring twice in a hypothesis.
 
 The search stays on the device: finished hypotheses are kept in device tensors (each document's
@@ -37,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from s2s_model.beam_step import NEG_INF, constrain, force_eos, row_topk
@@ -164,6 +171,7 @@ class _Active:
     kept_lp: Tensor  # (B, n_best) their log-probabilities
     kept_len: Tensor  # (B, n_best) their token counts
     kept_tokens: Tensor  # (B, n_best, W + 1) their tokens, right-aligned
+    attention: Tensor | None  # (N, S) attention summed over the steps (coverage_beta), else None
 
     def per_document(self) -> dict[str, Tensor]:
         """The tensors with one row per document, by field name."""
@@ -184,6 +192,7 @@ class _Active:
             memory=self.memory.index_select(keep_docs).resize_source(longest),
             state=self.state.index_select(rows).resize_source(longest),
             history=self.history.index_select(0, rows),
+            attention=_attention_rows(self.attention, rows, longest),
             **fields,
         )
 
@@ -198,8 +207,23 @@ class _Active:
             memory=Memory.cat(self.memory, other.memory),
             state=DecoderState.cat(self.state, other.state),
             history=torch.cat([self.history, other.history]),
+            attention=_attention_cat(self.attention, other.attention),
             **fields,
         )
+
+
+def _attention_rows(attention: Tensor | None, rows: Tensor, length: int) -> Tensor | None:
+    """The attention sums (N, S) of ``rows``, the source axis cut to ``length``: the positions
+    past every kept document's end were never attended."""
+    return None if attention is None else attention.index_select(0, rows)[:, :length]
+
+
+def _attention_cat(first: Tensor | None, second: Tensor | None) -> Tensor | None:
+    """Rows of ``first`` then ``second`` (N1, S1), (N2, S2): the shorter zero-padded."""
+    if first is None or second is None:
+        return None
+    length = max(first.size(1), second.size(1))
+    return torch.cat([F.pad(a, (0, length - a.size(1))) for a in (first, second)])
 
 
 def _unpack(row: list[float], n: int) -> list[Hypothesis]:
@@ -431,6 +455,11 @@ def _admit(
         kept_lp=torch.zeros((b, n), device=device),
         kept_len=torch.zeros((b, n), dtype=torch.long, device=device),
         kept_tokens=src.new_full((b, n, width + 1), PAD_ID),
+        attention=(
+            torch.zeros(b * beams, memory.outputs.size(1), device=device)
+            if config.coverage_beta
+            else None
+        ),
     )
     return fresh if active is None else active.extend(fresh)
 
@@ -460,7 +489,11 @@ def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
     memory = active.memory
     row_steps = interleave(active.steps, beams)  # (B * K,)
     last = torch.where(row_steps > 0, active.history[:, -1], BOS_ID)
-    log_probs, state = model.decode_step(last, active.state, memory)  # (B * K, C)
+    log_probs, state, attention = _decode(model, last, active, memory)  # (B * K, C)
+    # (B, K) float64: what each row's hypothesis loses if it finishes now (None: no penalty)
+    coverage = None
+    if attention is not None:
+        coverage = config.coverage_penalty(attention.double()).view(batch, beams)
     row_max = interleave(active.max_lens, beams)
     src = interleave(memory.src, beams) if config.whole_words else None
     log_probs, forced, eos = constrain(
@@ -476,14 +509,28 @@ def _step(model: Seq2Seq, active: _Active, rules: _Rules) -> Tensor:
     column = row_col.view(batch, beams * per_row).gather(1, top_idx)
     token = column if memory.vocab is None else memory.vocab[column]
     select = _select_opennmt if opennmt else _select
-    sel_lp, sel_pos, done = select(active, rules, top_lp, parent, token)
+    sel_lp, sel_pos, done = select(active, rules, top_lp, parent, token, coverage)
 
     doc_base = torch.arange(batch, device=sel_pos.device).unsqueeze(1) * beams
     rows = (doc_base + parent.gather(1, sel_pos)).flatten()  # (B * K,)
     history = active.history.index_select(0, rows)[:, 1:]
     active.history = torch.cat([history, token.gather(1, sel_pos).view(-1, 1)], dim=1)
     active.state, active.beam_lp, active.steps = state.index_select(rows), sel_lp, active.steps + 1
+    if attention is not None:
+        active.attention = attention.index_select(0, rows)
     return _done(active, config) if done is None else done
+
+
+def _decode(
+    model: Seq2Seq, last: Tensor, active: _Active, memory: Memory
+) -> tuple[Tensor, DecoderState, Tensor | None]:
+    """One decoder step over the active rows: log-probs (N, C), the new state, and with the
+    coverage penalty the attention sums (N, S) after this step (else None)."""
+    if active.attention is None:
+        log_probs, state = model.decode_step(last, active.state, memory)
+        return log_probs, state, None
+    log_probs, state, align = model.decode_step_attending(last, active.state, memory)
+    return log_probs, state, active.attention + align.float()
 
 
 def _leave(active: _Active, done: list[bool], results: _Results, beams: int) -> _Active | None:
@@ -497,22 +544,31 @@ def _leave(active: _Active, done: list[bool], results: _Results, beams: int) -> 
 
 
 def _select(
-    active: _Active, rules: _Rules, top_lp: Tensor, parent: Tensor, token: Tensor
+    active: _Active,
+    rules: _Rules,
+    top_lp: Tensor,
+    parent: Tensor,
+    token: Tensor,
+    coverage: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """fairseq's rule over 2K candidates (B, 2K): EOS among the top K finish, the best K others
     go on. Returns the kept log-probs (B, K), their candidate positions (B, K), and None: the
     caller decides which documents are done once the beams have moved."""
     beams = rules.config.beam_size
     is_eos = (token == EOS_ID) & torch.isfinite(top_lp)
-    _finish(
-        active, rules, top_lp[:, :beams], parent[:, :beams], token[:, :beams], is_eos[:, :beams]
-    )
+    firsts = (top_lp[:, :beams], parent[:, :beams], token[:, :beams], is_eos[:, :beams])
+    _finish(active, rules, *firsts, coverage)
     sel_lp, sel_pos = top_lp.masked_fill(is_eos, NEG_INF).topk(beams, dim=1)
     return sel_lp, sel_pos, None
 
 
 def _select_opennmt(
-    active: _Active, rules: _Rules, top_lp: Tensor, parent: Tensor, token: Tensor
+    active: _Active,
+    rules: _Rules,
+    top_lp: Tensor,
+    parent: Tensor,
+    token: Tensor,
+    coverage: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """OpenNMT-py 3.5's rule over K candidates (B, K): EOS picks finish and their rows die; at
     ``max_len`` every pick finishes as it is (no EOS); a document is done when its best pick
@@ -521,7 +577,7 @@ def _select_opennmt(
     is_eos = (token == EOS_ID) & live
     last_step = (active.steps + 1 >= active.max_lens).unsqueeze(1)  # (B, 1)
     finishing = is_eos | (last_step & live)
-    _finish(active, rules, top_lp, parent, token, finishing)
+    _finish(active, rules, top_lp, parent, token, finishing, coverage)
     sel_lp = top_lp.masked_fill(finishing, NEG_INF)
     done = (is_eos[:, 0] & (active.count >= rules.config.n_best)) | last_step.squeeze(1)
     done = done | torch.isinf(sel_lp).all(dim=1)
@@ -536,9 +592,11 @@ def _finish(
     parent: Tensor,
     token: Tensor,
     finishing: Tensor,
+    coverage: Tensor | None,
 ) -> None:
     """Merge the candidates ``finishing`` (B, C) into each document's best ``n_best`` finished
-    hypotheses, on the device; update the counts and floors.
+    hypotheses, on the device; update the counts and floors. ``coverage`` (B, K) float64 is the
+    coverage penalty of each parent row (None: no penalty).
 
     A candidate ending in EOS keeps the tokens before it; any other (OpenNMT-py's rule at the
     maximum length) keeps its last token too. The merge is a stable sort of the kept ones, then
@@ -553,7 +611,10 @@ def _finish(
     tokens = torch.where(is_eos, before, torch.cat([history, token.unsqueeze(2)], dim=2))
     length = active.steps.unsqueeze(1) + (~is_eos.squeeze(2)).long()  # (B, C)
     penalty = rules.penalties[active.steps + rules.extra].unsqueeze(1)  # (B, 1) float64
-    score = torch.where(finishing, top_lp.double() / penalty, NEG_INF)  # (B, C)
+    score = top_lp.double() / penalty
+    if coverage is not None:
+        score = score - coverage.gather(1, parent)
+    score = torch.where(finishing, score, NEG_INF)  # (B, C)
     merged = torch.cat([active.kept_score, score], dim=1)  # (B, n + C)
     order = merged.sort(dim=1, descending=True, stable=True).indices[:, :n]  # (B, n)
     active.kept_score = merged.gather(1, order)
@@ -574,8 +635,8 @@ def _done(active: _Active, config: DecodeConfig) -> Tensor:
     it drops that would have ended better). The other stop is exact: a live hypothesis with
     cumulative log-prob ``lp <= 0`` ends with a log-prob at most ``lp`` and a length at most
     ``max_len + 1``; penalties grow with length (alpha >= 0), so its final score is at most
-    ``lp / penalty(max_len + 1)``. When that bound cannot beat the n-th best finished score, no
-    further step can change the result.
+    ``lp / penalty(max_len + 1)`` (a coverage penalty only lowers it). When that bound cannot
+    beat the n-th best finished score, no further step can change the result.
     """
     best_live = active.beam_lp.max(dim=1).values  # (B,)
     cannot_improve = (best_live / active.bound) <= active.floor

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from s2s_model.averaging import CHECKPOINTS_DIR, step_checkpoints, step_dir_name
 from s2s_model.budget import Closing, Costs, Deadline, fit_closing
 from s2s_model.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from s2s_model.config import DEFAULT_DEVICE, DecodeConfig, ModelConfig, TrainConfig
@@ -67,7 +68,6 @@ logger = logging.getLogger(__name__)
 
 BEST_DIR = "best"
 LAST_DIR = "last"
-CHECKPOINTS_DIR = "checkpoints"
 CURVES_FILE = "curves.png"
 # What a resumed run may change: when to stop. Everything else comes from the run itself.
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "max_time", "patience")
@@ -742,7 +742,7 @@ def _save(run: _Run, improved: bool) -> int:
     if improved:
         targets.append(run.output / BEST_DIR)
     if run.config.keep_checkpoints:
-        targets.append(run.output / CHECKPOINTS_DIR / f"step-{run.state.step:08d}")
+        targets.append(run.output / CHECKPOINTS_DIR / step_dir_name(run.state.step))
     for target in targets:
         save_checkpoint(target, run.model, run.tokenizer, decode=run.decode, metadata=metadata)
     save_trainer_state(run.output, run.state, run.config, run.optimizer, device=run.device)
@@ -753,7 +753,7 @@ def _save(run: _Run, improved: bool) -> int:
 
 def _drop_old_checkpoints(folder: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest ``step-N`` checkpoints in ``folder``."""
-    for old in sorted(folder.glob("step-*"))[:-keep]:
+    for old in step_checkpoints(folder)[:-keep]:
         shutil.rmtree(old)
 
 

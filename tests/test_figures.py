@@ -50,6 +50,7 @@ HOST_S6 = "benchmarks/results/2026-12-04/host.json"
 JOBS_S6 = "benchmarks/results/2026-12-04/opennmt_jobs.json"
 DOMAIN = "benchmarks/results/2026-12-05/domain.json"
 TRAIN_BUDGET = "benchmarks/results/2026-12-05/train-budget.json"
+NEWS = "benchmarks/results/2026-12-05/cnndm-news.json"
 MODEL_MD = "s2s_model/pretrained/debian-synopsis/MODEL.md"
 
 # Rows of the files' lists, by what they hold.
@@ -342,6 +343,33 @@ FIGURES = (
             (at("novel_word.outputs_cnndm_valid.documents"), ",.0f"),
             (at("novel_word.outputs_cnndm_valid.before_pct"), ".1f"),
             (at("novel_word.outputs_cnndm_valid.after_pct"), ".1f"))),
+    # README and RESULTS.md: the news recipe's run (issue 26).
+    Figure("README.md", "In {} minutes on 2 CPU cores ({} epochs) it reached ROUGE-1 {} and "
+           "ROUGE-Lsum {} on {} other validation articles, where lead-3 scores {} and {}", NEWS,
+           ((lambda d: at("training_seconds")(d) / 60, ".0f"), (at("epochs"), ".2f"),
+            (at("rouge.model.rouge1"), ".2f"), (at("rouge.model.rougeLsum"), ".2f"),
+            (at("eval_docs"), ".0f"), (at("rouge.lead-3.rouge1"), ".2f"),
+            (at("rouge.lead-3.rougeLsum"), ".2f"))),
+    Figure("benchmarks/RESULTS.md", "avg length penalty, trigram blocking) | {} | {} | {} | {} |",
+           NEWS, tuple((at(f"rouge.model.{k}"), ".2f")
+                       for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))),
+    Figure("benchmarks/RESULTS.md", "| lead-3 | {} | {} | {} | {} |", NEWS,
+           tuple((at(f"rouge.lead-3.{k}"), ".2f")
+                 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))),
+    Figure("benchmarks/RESULTS.md", "{} updates ({} epochs) in {} minutes, {}-{} tokens/s per "
+           "validation window", NEWS,
+           ((at("steps"), ",.0f"), (at("epochs"), ".2f"),
+            (lambda d: at("training_seconds")(d) / 60, ".0f"),
+            (lambda d: min(d["tokens_per_second"]), ",.0f"),
+            (lambda d: max(d["tokens_per_second"]), ",.0f"))),
+    Figure("benchmarks/RESULTS.md", "Decoding: {} docs/s on the same CPU over the {} articles ({} "
+           "source words on average", NEWS,
+           ((at("docs_per_second"), ".1f"), (at("eval_docs"), ".0f"),
+            (at("mean_words.source"), ".0f"))),
+    Figure("benchmarks/RESULTS.md", "ROUGE-L {} without it, {} with `coverage_beta` 1, {} with 5",
+           NEWS, ((at("coverage_beta_on_tune.0.rougeL"), ".2f"),
+                  (at("coverage_beta_on_tune.1.rougeL"), ".2f"),
+                  (at("coverage_beta_on_tune.5.rougeL"), ".2f"))),
 )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.output import MANIFEST_VERSION
-from pipeline.reuse import AnswerSettings, RowKeys
+from pipeline.reuse import AnswerSettings, RowKeys, answer_differences
 from pipeline.run import PreflightError, RunReport, run
 from pipeline.sources import Document
 from s2s_cli.main import main
@@ -241,6 +241,18 @@ def test_the_key_holds_every_setting_that_changes_the_answer() -> None:
         decode = dataclasses.replace(base.decode, **{field.name: value})
         changed[field.name] = RowKeys(dataclasses.replace(base, decode=decode))(doc, "model-a")
     assert key not in changed.values() and len(set(changed.values())) == len(changed)
+
+
+def test_a_decode_field_added_later_changes_no_key_until_it_is_set() -> None:
+    # A manifest written before coverage_beta existed: its decode section lacks the field.
+    settings = AnswerSettings(DecodeConfig(beam_size=4), 400, "none", "fp32")
+    model = {"fingerprint": "m", "max_src_tokens": 400, "quantize": "none", "precision": "fp32"}
+    before = {name: value for name, value in settings.values().items() if name not in model}
+    manifest = {"model": model, "decode": before}
+    assert "coverage_beta" not in before
+    assert answer_differences(manifest, "m", settings) == []
+    penalised = dataclasses.replace(settings, decode=DecodeConfig(beam_size=4, coverage_beta=2))
+    assert answer_differences(manifest, "m", penalised) == ["coverage_beta None -> 2.0"]
 
 
 def _unfinished(tmp_path: Path, earlier: Path) -> Path:

@@ -33,7 +33,7 @@ def test_round_trip_gives_identical_outputs(
     tmp_path: Path, tiny_tokenizer: Tokenizer, overrides: dict[str, object]
 ) -> None:
     model = tiny_model(tiny_tokenizer.vocab_size, seed=3, **overrides)
-    decode = DecodeConfig(beam_size=2, max_len=7, length_penalty="wu")
+    decode = DecodeConfig(beam_size=2, max_len=7, length_penalty="wu", coverage_beta=5.0)
     save_checkpoint(tmp_path / "m", model, tiny_tokenizer, decode=decode, metadata={"note": "x"})
     loaded = load_checkpoint(tmp_path / "m")
     assert loaded.model_config == model.config

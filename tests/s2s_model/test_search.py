@@ -581,3 +581,87 @@ def test_search_stats_count_the_padding_attended() -> None:
     alone = SearchStats()
     beam_search(model, src[1:, :2], torch.tensor([2]), config, stats=alone)
     assert alone.padding_efficiency == 1.0
+
+
+# --- the coverage penalty (OpenNMT-py's -coverage_penalty summary) ----------------------------
+
+# Attention over a 3-token source by (step, previous token): the path B EOS reads position 0
+# twice (coverage [2, 0, 0]: over 1 by 1), A A EOS reads each position once ([1, 1, 1]: 0).
+ATTENTION = {
+    (0, BOS_ID): [1.0, 0.0, 0.0],
+    (1, A): [0.0, 1.0, 0.0],
+    (1, B): [1.0, 0.0, 0.0],
+    (2, A): [0.0, 0.0, 1.0],
+    (2, B): [0.0, 0.0, 1.0],
+}
+
+
+class AttendingScriptedModel(ScriptedModel):
+    """``ScriptedModel`` whose steps also attend, by the ATTENTION table, over 3 positions."""
+
+    def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
+        _, state = super().encode(src, src_len)
+        batch = src.size(0)
+        zeros = torch.zeros(batch, 3, 1)
+        return Memory(zeros, zeros, torch.ones(batch, 3, dtype=torch.bool), src[:, :3]), state
+
+    def decode_step_attending(
+        self, prev: Tensor, state: DecoderState, memory: Memory
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        steps = zip(state.h[0, :, 0].tolist(), prev.tolist(), strict=True)
+        align = [ATTENTION.get((int(step), token), [0.0] * 3) for step, token in steps]
+        log_probs, new = self.decode_step(prev, state, memory)
+        return log_probs, new, torch.tensor(align)
+
+
+def test_the_coverage_penalty_ranks_a_summary_that_rereads_its_source_lower() -> None:
+    # Without it B EOS (.36) beats A A EOS (.30); B EOS read position 0 twice: 0.5 x (2 - 1).
+    config = DecodeConfig(beam_size=2, n_best=2, max_len=3, coverage_beta=0.5)
+    src = torch.full((1, 3), 7)
+    model: Any = AttendingScriptedModel(SCRIPT)  # scripted: not a Seq2Seq
+    best, second = beam_search(model, src, torch.tensor([3]), config)[0]
+    assert best.tokens == [A, A]
+    assert best.score == pytest.approx(math.log(0.30), abs=1e-6)
+    assert second.tokens == [B]
+    assert second.score == pytest.approx(math.log(0.36) - 0.5, abs=1e-6)
+    assert second.log_prob == pytest.approx(math.log(0.36), abs=1e-6)
+
+
+def attention_sums(model: Seq2Seq, src: Tensor, tokens: tuple[int, ...]) -> Tensor:
+    """(S,) the model's attention summed over the steps of ``tokens`` then EOS, fed alone."""
+    memory, state = model.encode(src.unsqueeze(0), torch.tensor([src.numel()]))
+    total, prev = torch.zeros(src.numel()), BOS_ID
+    for token in (*tokens, EOS_ID):
+        _, state, align = model.decode_step_attending(torch.tensor([prev]), state, memory)
+        total += align[0]
+        prev = token
+    return total
+
+
+@pytest.mark.parametrize("variant", [0, 2])  # general attention; additive + copy + coverage
+@pytest.mark.parametrize("budget", [None, 1, 60])
+def test_coverage_penalised_scores_match_a_recomputation(variant: int, budget: int | None) -> None:
+    model = tiny_model(40, seed=40 + variant, **MODEL_VARIANTS[variant])
+    sources, src, lengths = random_batch(50 + variant, 12, 40)
+    plain = DecodeConfig(beam_size=3, n_best=3, max_len=10, length_penalty="avg")
+    config = plain.with_overrides({"coverage_beta": 2.0})
+    with torch.inference_mode():
+        found = beam_search(model, src, lengths, config, max_batch_tokens=budget)
+        unpenalised = beam_search(model, src, lengths, plain, max_batch_tokens=budget)
+        penalised = 0
+        for source, hyps, before in zip(sources, found, unpenalised, strict=True):
+            assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+            for hyp in hyps:
+                sums = attention_sums(model, source, tuple(hyp.tokens))
+                cost = 2.0 * float((sums - 1.0).clamp(min=0.0).sum())
+                penalised += cost > 0
+                expected = hyp.log_prob / plain.penalty(len(hyp.tokens) + 1) - cost
+                assert hyp.score == pytest.approx(expected, abs=1e-4)
+            # The penalty ranks finished hypotheses; it does not steer the beam.
+            assert {tuple(h.tokens) for h in hyps} == {tuple(h.tokens) for h in before}
+    assert penalised, "no hypothesis re-read its source: the test would prove nothing"
+
+
+def test_a_negative_coverage_beta_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"coverage_beta=-1.0 must be >= 0 \(0 turns it off\)"):
+        DecodeConfig(coverage_beta=-1.0)

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from s2s_model import DecodeConfig, ModelConfig, Summarizer, load_checkpoint
+from s2s_model.averaging import average_checkpoints, last_checkpoints
 from s2s_model.config import TrainConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.objective import learning_rate, token_loss
@@ -341,3 +342,5 @@ def test_keep_checkpoints_keeps_the_newest_validations(tmp_path: Path) -> None:
     kept = sorted(p.name for p in (tmp_path / CHECKPOINTS_DIR).iterdir())
     assert kept == ["step-00000008", "step-00000010"]
     assert load_checkpoint(tmp_path / CHECKPOINTS_DIR / kept[-1]).metadata["step"] == 10
+    record = average_checkpoints(last_checkpoints(tmp_path, 2), tmp_path / "averaged")
+    assert [source["step"] for source in record["checkpoints"]] == [8, 10]
