@@ -126,13 +126,13 @@ class DecoderState:
     """Recurrent decoder state for N = B * K rows, document-major.
 
     Attributes:
-        h, c: (L, N, H) LSTM states.
+        h: (L, N, H) hidden states; c: (L, N, H) LSTM cell states, None for GRU cells.
         input_feed: (N, H) previous attentional hidden state (Luong et al. 2015 input feeding).
         coverage: (N, S) sum of past attention distributions, or None when coverage is off.
     """
 
     h: Tensor
-    c: Tensor
+    c: Tensor | None
     input_feed: Tensor
     coverage: Tensor | None
 
@@ -144,7 +144,7 @@ class DecoderState:
         """Keep the rows ``rows`` (1-D long tensor), in that order: beam reordering and pruning."""
         return DecoderState(
             h=self.h.index_select(1, rows),
-            c=self.c.index_select(1, rows),
+            c=None if self.c is None else self.c.index_select(1, rows),
             input_feed=self.input_feed.index_select(0, rows),
             coverage=None if self.coverage is None else self.coverage.index_select(0, rows),
         )
@@ -166,7 +166,7 @@ class DecoderState:
             )
         return DecoderState(
             h=torch.cat([first.h, second.h], dim=1),
-            c=torch.cat([first.c, second.c], dim=1),
+            c=None if first.c is None or second.c is None else torch.cat([first.c, second.c], 1),
             input_feed=torch.cat([first.input_feed, second.input_feed]),
             coverage=coverage,
         )

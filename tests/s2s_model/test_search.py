@@ -320,6 +320,8 @@ MODEL_VARIANTS: list[dict[str, Any]] = [
     {"attention": "general", "copy": True, "bridge": False, "bidirectional": False},
     {"attention": "none"},
     {"attention": "none", "num_layers": 2, "bridge": False, "bidirectional": False},
+    {"rnn_type": "GRU", "attention": "additive", "coverage": True},
+    {"rnn_type": "GRU", "num_layers": 2, "copy": True, "bridge": False},
 ]
 
 

@@ -10,9 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2s_model import DecodeConfig, DeviceError, SearchStats, Summarizer, load_checkpoint
+from s2s_model import (
+    DecodeConfig,
+    DeviceError,
+    SearchStats,
+    Summarizer,
+    Tokenizer,
+    load_checkpoint,
+    save_checkpoint,
+)
 from s2s_model.quality import repeated_words
-from tests.conftest import make_texts
+from tests.conftest import make_texts, tiny_model
 
 DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
 
@@ -162,6 +170,20 @@ def test_int8_quantization(tiny_checkpoint: Path) -> None:
     assert len(out) == 6 and all(len(s.tokens) <= 6 for s in out)
     with pytest.raises(ValueError, match="quantize"):
         Summarizer.load(tiny_checkpoint, quantize="int4")
+
+
+def test_int8_quantization_of_gru_cells(tmp_path: Path, tiny_tokenizer: Tokenizer) -> None:
+    from torch.ao.nn.quantized.dynamic import GRU as QuantizedGRU
+
+    model = tiny_model(tiny_tokenizer.vocab_size, seed=3, rnn_type="GRU", num_layers=2)
+    save_checkpoint(tmp_path / "gru", model, tiny_tokenizer)
+    texts = make_texts(6, seed=14)
+    plain = Summarizer.load(tmp_path / "gru").summarize(texts, DecodeConfig(beam_size=2))
+    quantized = Summarizer.load(tmp_path / "gru", quantize="int8")
+    assert isinstance(quantized.model.decoder.gru, QuantizedGRU)
+    out = quantized.summarize(texts, DecodeConfig(beam_size=2))
+    assert len(out) == 6 and all(math.isfinite(s.score) for s in out)
+    assert any(q.score != p.score for q, p in zip(out, plain, strict=True))  # int8 did run
 
 
 def test_shortlist_through_the_summarizer(summarizer: Summarizer) -> None:
