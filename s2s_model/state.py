@@ -28,7 +28,8 @@ class Memory:
         outputs: (R, S, H) encoder outputs, zero at padded positions.
         keys: (R, S, H) attention keys derived from ``outputs`` once per document.
         mask: (R, S) bool, True at real source tokens.
-        src: (B, S) source token ids, for copying.
+        src: (B, S) source token ids, for copying; with ``ModelConfig.extended_vocab`` a word
+            outside the vocabulary is V + (its first position), else UNK.
         allowed: (B, V) bool, each document's output vocabulary when shortlisting, else None.
         vocab: (U,) sorted ids allowed for any document (the union of ``allowed``), else None.
             The decoder then scores these U ids only: column j of its output is id ``vocab[j]``.

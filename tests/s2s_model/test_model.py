@@ -146,3 +146,22 @@ def test_a_gru_model_trains_and_its_checkpoint_says_gru(tmp_path: Path) -> None:
     result = fit(pairs, pairs, tmp_path, model_config=model, train_config=config, progress=False)
     assert math.isfinite(result.best["valid_nll"])
     assert load_checkpoint(result.best_dir).model_config.rnn_type == "GRU"
+
+
+@pytest.mark.parametrize("gate", ["see", "opennmt"])
+def test_the_extended_vocabulary_adds_a_column_per_source_position(gate: str) -> None:
+    """Ids 8 + p are unknown words first at position p: read as UNK, copied to column 8 + p."""
+    model = tiny_model(8, copy=True, copy_gate=gate, extended_vocab=True, attention="additive")
+    src = torch.tensor([[5, 8, 6, 8, 12], [8, 4, 0, 0, 0]])  # doc 0: unknown at 1 (twice), 4
+    lengths = torch.tensor([5, 2])
+    tgt_in = torch.tensor([[1, 8, 5], [1, 8, 4]])
+    log_probs = model(src, lengths, tgt_in)  # (B, T, 8 + 5)
+    assert log_probs.shape == (2, 3, 13)
+    probs = log_probs.exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 3), atol=1e-5)
+    assert bool((probs[0, :, [9, 10, 11]] == 0).all()) and bool((probs[0, :, [8, 12]] > 0).all())
+    assert bool((probs[1, :, 8:9] > 0).all()) and bool((probs[1, :, 9:] == 0).all())
+    memory, _ = model.encode(src, lengths)
+    as_unk, _ = model.encode(src.masked_fill(src >= 8, 3), lengths)
+    assert torch.equal(memory.outputs, as_unk.outputs)  # the encoder reads UNK
+    assert memory.src.tolist() == src.tolist()  # the copy keeps the extended ids

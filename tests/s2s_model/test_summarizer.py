@@ -16,6 +16,7 @@ from s2s_model import (
     SearchStats,
     Summarizer,
     Tokenizer,
+    WordTokenizer,
     load_checkpoint,
     save_checkpoint,
 )
@@ -242,3 +243,26 @@ def test_word_rules_through_the_summarizer(summarizer: Summarizer) -> None:
     assert any(repeated_words(s.text) for s in plain)  # the rule has work to do
     assert not any(repeated_words(s.text) for s in summaries)
     assert all(math.isfinite(s.score) for s in summaries)
+
+
+def test_copied_unknown_words_show_in_the_summary(tmp_path: Path) -> None:
+    """A word-level model copying only: words outside its vocabulary come out as themselves,
+    the same in any batch, with or without refill."""
+    tokens = ["<pad>", "<s>", "</s>", "<unk>", *[f"w{i}" for i in range(20)]]
+    model = tiny_model(len(tokens), seed=4, copy=True, copy_gate="opennmt", extended_vocab=True)
+    assert model.decoder.copy_gate is not None
+    with torch.no_grad():
+        model.decoder.copy_gate.bias.fill_(30.0)  # p_copy ~ 1
+    save_checkpoint(tmp_path / "m", model, WordTokenizer(tokens))
+    texts = ["w1 zlib w2 zlib", "libfoo w3", "w4 w5 w6 qux-dev w7 w8", "w9"]
+    decode = DecodeConfig(beam_size=3, max_len=5)
+    summarizer = Summarizer.load(tmp_path / "m")
+    together = summarizer.summarize(texts, decode)
+    alone = [summarizer.summarize([t], decode)[0] for t in texts]
+    fixed = Summarizer.load(tmp_path / "m", refill=False, max_batch_tokens=7)
+    assert [s.text for s in together] == [s.text for s in alone]
+    assert [s.text for s in together] == [s.text for s in fixed.summarize(texts, decode)]
+    for text, summary in zip(texts, together, strict=True):
+        assert set(summary.text.split()) <= set(text.split())
+    assert any(w in s.text.split() for s in together for w in ("zlib", "libfoo", "qux-dev"))
+    assert "<unk>" not in " ".join(s.text for s in together)
