@@ -302,7 +302,7 @@ class RuntimeSettings:
         True,
     )
     quantize: Quantize = _help(
-        "'int8': dynamic int8 LSTM and linear layers, CPU only (faster, slightly different scores)",
+        "'int8': dynamic int8 RNN and linear layers, CPU only (faster, slightly different scores)",
         "none",
     )
     precision: Precision = _help(
