@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from s2s_model.attention import GlobalAttention
 from s2s_model.config import ModelConfig
-from s2s_model.rnn import rnn_name
+from s2s_model.rnn import make_rnn, rnn_name
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import PAD_ID, UNK_ID
 from s2s_model.transfer import interleave
@@ -31,16 +31,10 @@ class Decoder(nn.Module):
         self.config = config
         self.embedding = embedding
         self.dropout = nn.Dropout(config.dropout)
-        kind = nn.GRU if config.rnn_type == "GRU" else nn.LSTM
         # Registered as ``lstm`` or ``gru``; sequence-first, as a quantized one is called.
+        inputs = config.embed_dim + config.hidden_size
         self.add_module(
-            rnn_name(config),
-            kind(
-                input_size=config.embed_dim + config.hidden_size,
-                hidden_size=config.hidden_size,
-                num_layers=config.num_layers,
-                dropout=config.dropout if config.num_layers > 1 else 0.0,
-            ),
+            rnn_name(config), make_rnn(config, inputs, config.hidden_size, batch_first=False)
         )
         self.attention = GlobalAttention(config)
         self.generator = nn.Linear(config.hidden_size, config.vocab_size)

@@ -8,16 +8,21 @@ from s2s_model.config import ModelConfig
 
 
 def make_rnn(
-    config: ModelConfig, input_size: int, hidden_size: int, *, bidirectional: bool
+    config: ModelConfig,
+    input_size: int,
+    hidden_size: int,
+    *,
+    bidirectional: bool = False,
+    batch_first: bool = True,
 ) -> nn.LSTM | nn.GRU:
-    """A batch-first stack of ``config.num_layers`` cells of ``config.rnn_type``."""
+    """A stack of ``config.num_layers`` cells of ``config.rnn_type``."""
     kind = nn.GRU if config.rnn_type == "GRU" else nn.LSTM
     return kind(
         input_size=input_size,
         hidden_size=hidden_size,
         num_layers=config.num_layers,
         bidirectional=bidirectional,
-        batch_first=True,
+        batch_first=batch_first,
         dropout=config.dropout if config.num_layers > 1 else 0.0,
     )
 
