@@ -115,7 +115,8 @@ class ModelConfig:
     extended_vocab: bool = _help(
         "copy source words outside the vocabulary too: each gets the per-document id"
         " vocab_size + (its first position in the source), the summary shows the word (needs"
-        " copy; for word-level vocabularies, where unknown words exist)",
+        " copy; for word-level vocabularies, where unknown words exist, such as OpenNMT-py"
+        " imports; s2s train does not train it yet)",
         False,
     )
     coverage: bool = _help("coverage vector as an attention feature (See et al. 2017)", False)
