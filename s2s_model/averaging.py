@@ -42,7 +42,7 @@ def step_dir_name(step: int) -> str:
 
 
 def step_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
-    """Every ``step-<8 digits>`` directory in ``folder`` (a run's ``checkpoints/``), oldest first."""
+    """Every ``step-<8 digits>`` directory in ``folder`` (RUN/checkpoints), oldest first."""
     root = Path(folder)
     found = sorted(
         (int(match.group(1)), path)

@@ -9,7 +9,8 @@ from s2s_model.config import ModelConfig
 
 
 class Bridge(nn.Module):
-    """One linear map per state over all layers at once, then ReLU (OpenNMT-py's ``bridge``).
+    """One linear map per state over all layers at once, then ReLU (OpenNMT-py's ``bridge``):
+    for h and c with LSTM cells, for h alone with GRU cells (they have no c).
 
     Keeping OpenNMT-py's form lets its checkpoints load unchanged.
     """
@@ -18,10 +19,12 @@ class Bridge(nn.Module):
         super().__init__()
         width = config.hidden_size * config.num_layers
         self.h = nn.Linear(width, width)
-        self.c = nn.Linear(width, width)
+        self.c = nn.Linear(width, width) if config.rnn_type == "LSTM" else None
 
-    def forward(self, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        """h, c: (L, B, H) -> (L, B, H) each."""
+    def forward(self, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """h, c: (L, B, H) -> (L, B, H) each (c None for GRU cells)."""
+        if c is None or self.c is None:
+            return self._project(self.h, h), None
         return self._project(self.h, h), self._project(self.c, c)
 
     @staticmethod

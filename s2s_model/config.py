@@ -18,12 +18,16 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 AttentionKind = Literal["general", "dot", "additive", "none"]
+RnnType = Literal["LSTM", "GRU"]
+CopyGate = Literal["see", "opennmt"]
 LengthPenalty = Literal["none", "avg", "wu"]
 BeamCompat = Literal["none", "opennmt"]
 Quantize = Literal["none", "int8"]
 Precision = Literal["fp32", "bf16"]
 
 ATTENTION_KINDS: tuple[str, ...] = ("general", "dot", "additive", "none")
+RNN_TYPES: tuple[str, ...] = ("LSTM", "GRU")
+COPY_GATES: tuple[str, ...] = ("see", "opennmt")
 LENGTH_PENALTIES: tuple[str, ...] = ("none", "avg", "wu")
 BEAM_COMPATS: tuple[str, ...] = ("none", "opennmt")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
@@ -84,14 +88,19 @@ def device_for(device: str, quantize: str) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the LSTM encoder-attention-decoder summarizer."""
+    """Architecture of the RNN (LSTM or GRU) encoder-attention-decoder summarizer."""
 
     vocab_size: int = _help("size of the shared source/target vocabulary, specials included")
     embed_dim: int = _help("token embedding size", 256)
     hidden_size: int = _help(
         "decoder hidden size; a bidirectional encoder uses hidden_size // 2 per direction", 512
     )
-    num_layers: int = _help("LSTM layers in the encoder and in the decoder", 2)
+    num_layers: int = _help("RNN layers in the encoder and in the decoder", 2)
+    rnn_type: RnnType = _help(
+        "recurrent cell of the encoder and the decoder: 'LSTM' (hidden and cell state) or 'GRU'"
+        " (hidden state only; fewer weights, faster steps)",
+        "LSTM",
+    )
     attention: AttentionKind = _help(
         "global attention score: Luong 'general' or 'dot', or Bahdanau 'additive'; 'none' is the"
         " plain encoder-decoder (OpenNMT-py's -global_attention none): the decoder sees only the"
@@ -99,6 +108,20 @@ class ModelConfig:
         "general",
     )
     copy: bool = _help("pointer-generator copying of source tokens (See et al. 2017)", False)
+    copy_gate: CopyGate = _help(
+        "how copying mixes with generating: 'see' (p_gen from the context, the decoder state"
+        " and the input embedding; See et al. 2017) or 'opennmt' (p_copy from the attentional"
+        " state alone, PAD out of the generator's softmax: OpenNMT-py's CopyGenerator, for"
+        " imported models)",
+        "see",
+    )
+    extended_vocab: bool = _help(
+        "copy source words outside the vocabulary too: each gets the per-document id"
+        " vocab_size + (its first position in the source), the summary shows the word (needs"
+        " copy; for word-level vocabularies, where unknown words exist, such as OpenNMT-py"
+        " imports; s2s train refuses it: SentencePiece pieces spell any word)",
+        False,
+    )
     coverage: bool = _help("coverage vector as an attention feature (See et al. 2017)", False)
     dropout: float = _help("dropout between layers and on embeddings while training", 0.1)
     bidirectional: bool = _help("bidirectional encoder", True)
@@ -123,6 +146,12 @@ class ModelConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention={self.attention!r}: choose one of {ATTENTION_KINDS}")
+        if self.rnn_type not in RNN_TYPES:
+            raise ValueError(f"rnn_type={self.rnn_type!r}: choose one of {RNN_TYPES}")
+        if self.copy_gate not in COPY_GATES:
+            raise ValueError(f"copy_gate={self.copy_gate!r}: choose one of {COPY_GATES}")
+        if self.extended_vocab and not self.copy:
+            raise ValueError("extended_vocab needs copy: only copying can emit an unknown word")
         if self.attention == "none" and (self.copy or self.coverage):
             raise ValueError(
                 "attention='none' reads no source positions, so it cannot copy or keep coverage:"
@@ -291,7 +320,7 @@ class RuntimeSettings:
         True,
     )
     quantize: Quantize = _help(
-        "'int8': dynamic int8 LSTM and linear layers, CPU only (faster, slightly different scores)",
+        "'int8': dynamic int8 RNN and linear layers, CPU only (faster, slightly different scores)",
         "none",
     )
     precision: Precision = _help(

@@ -1,4 +1,4 @@
-"""Embeddings and a multi-layer (bi)directional LSTM over packed sequences."""
+"""Embeddings and a multi-layer (bi)directional LSTM or GRU over packed sequences."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import (
 )
 
 from s2s_model.config import ModelConfig
+from s2s_model.rnn import make_rnn, rnn_name
 from s2s_model.transfer import upload
 
 
@@ -23,16 +24,21 @@ class Encoder(nn.Module):
         self.config = config
         self.embedding = embedding
         self.dropout = nn.Dropout(config.dropout)
-        self.lstm = nn.LSTM(
-            input_size=config.embed_dim,
-            hidden_size=config.encoder_hidden,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        # Registered as ``lstm`` or ``gru``: the state-dict names say which cells they hold.
+        self.add_module(
+            rnn_name(config),
+            make_rnn(
+                config, config.embed_dim, config.encoder_hidden, bidirectional=config.bidirectional
+            ),
         )
 
-    def forward(self, src: Tensor, src_len: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    @property
+    def rnn(self) -> nn.Module:
+        """The cells (``nn.LSTM`` or ``nn.GRU``, or their quantized forms)."""
+        module: nn.Module = getattr(self, rnn_name(self.config))
+        return module
+
+    def forward(self, src: Tensor, src_len: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Encode a padded batch.
 
         Args:
@@ -41,13 +47,16 @@ class Encoder(nn.Module):
 
         Returns:
             outputs (B, S', H) with S' = max(src_len), zero past each length, and the final
-            states h, c (L, B, H): forward and backward directions concatenated per layer.
+            states h, c (L, B, H): forward and backward directions concatenated per layer
+            (c is None for GRU cells, which have none).
         """
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
         packed = _pack(embedded, _on_host(src_len))
         with _full_precision(embedded.device):
-            packed_out, (h, c) = self.lstm(packed)  # h, c: (L * D, B, H / D), in input order
-        return self._unpack(packed_out), self._merge_directions(h), self._merge_directions(c)
+            packed_out, final = self.rnn(packed)  # states (L * D, B, H / D), in input order
+        h, c = final if isinstance(final, tuple) else (final, None)
+        cell = None if c is None else self._merge_directions(c)
+        return self._unpack(packed_out), self._merge_directions(h), cell
 
     @staticmethod
     def _unpack(packed: PackedSequence) -> Tensor:
@@ -86,7 +95,7 @@ def _pack(embedded: Tensor, lengths: Tensor) -> PackedSequence:
 
 
 def _full_precision(device: torch.device) -> AbstractContextManager[object]:
-    """Autocast off on ``device``: the encoder's LSTM runs in its weights' dtype (fp32) under
+    """Autocast off on ``device``: the encoder's RNN runs in its weights' dtype (fp32) under
     any policy. CUDA's autocast would run cuDNN's LSTM in fp16 whatever the autocast dtype, and
     CPU bf16 autocast takes oneDNN's bf16 LSTM, which fails on CPUs without native bf16 ("could
     not create a primitive descriptor"). The encoder runs once per document, so fp32 costs

@@ -12,7 +12,7 @@ from s2s_model.config import ModelConfig
 from s2s_model.decoder import Decoder
 from s2s_model.encoder import Encoder, lengths_mask
 from s2s_model.state import DecoderState, Memory
-from s2s_model.tokenizer import BOS_ID, PAD_ID
+from s2s_model.tokenizer import BOS_ID, PAD_ID, UNK_ID
 from s2s_model.transfer import upload
 
 
@@ -41,7 +41,9 @@ class Seq2Seq(nn.Module):
         """Encode B documents.
 
         Args:
-            src: (B, S) token ids; src_len: (B,) lengths, each at least 1.
+            src: (B, S) token ids; src_len: (B,) lengths, each at least 1. An id V + p (V the
+                vocabulary size) is a word outside the vocabulary first seen at position p: the
+                encoder reads it as UNK, and with ``extended_vocab`` the decoder can copy it.
 
         Returns:
             the memory of the B documents (S trimmed to max(src_len)) and the decoder's initial
@@ -49,7 +51,8 @@ class Seq2Seq(nn.Module):
         """
         if bool((src_len < 1).any()):
             raise ValueError("every source needs at least one token")
-        outputs, h, c = self.encoder(src, src_len)  # (B, S', H), (L, B, H)
+        known = src.masked_fill(src >= self.config.vocab_size, UNK_ID)  # (B, S)
+        outputs, h, c = self.encoder(known, src_len)  # (B, S', H), (L, B, H)
         if self.bridge is not None:
             h, c = self.bridge(h, c)
         max_len = outputs.size(1)
@@ -57,7 +60,7 @@ class Seq2Seq(nn.Module):
             outputs=outputs,
             keys=self.decoder.attention.keys(outputs),
             mask=upload(lengths_mask(src_len, max_len), outputs.device),
-            src=src[:, :max_len],
+            src=(src if self.config.extended_vocab else known)[:, :max_len],
         )
         batch = src.size(0)
         coverage = outputs.new_zeros(batch, max_len) if self.config.coverage else None

@@ -1,4 +1,4 @@
-"""Cheaper arithmetic for CPU inference: dynamic int8 quantization of the LSTM and linear layers."""
+"""Cheaper arithmetic for CPU inference: dynamic int8 quantization of the RNN and linear layers."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def quantize_model(model: Seq2Seq, kind: str, device: str) -> Seq2Seq:
     names = {
         name
         for name, module in model.named_modules()
-        if isinstance(module, nn.LSTM | nn.Linear) and not name.endswith("linear_in")
+        if isinstance(module, nn.LSTM | nn.GRU | nn.Linear) and not name.endswith("linear_in")
     }
     with warnings.catch_warnings():
         # torch.ao's quantized tensors are deprecated upstream (pytorch#184982); torch is pinned.

@@ -48,11 +48,33 @@ from torch import Tensor
 
 from s2s_model.beam_step import NEG_INF, constrain, force_eos, row_topk
 from s2s_model.config import DecodeConfig
+from s2s_model.errors import S2SError
 from s2s_model.model import Seq2Seq
 from s2s_model.state import DecoderState, Memory
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from s2s_model.transfer import interleave, upload
 from s2s_model.wordpieces import WordPieces
+
+
+class DecodeError(S2SError, ValueError):
+    """Decoding settings this model cannot take; the message names the setting and the fix."""
+
+
+# Rules that read ids as positions in the vocabulary: an extended id V + p has none.
+_VOCABULARY_RULES = ("shortlist", "whole_words", "no_repeat_words")
+
+
+def check_extended(model: Seq2Seq, config: DecodeConfig) -> None:
+    """Refuse the rules that need every id in the vocabulary when ``model`` copies unknown
+    words through extended ids."""
+    if not model.config.extended_vocab:
+        return
+    for name in _VOCABULARY_RULES:
+        if getattr(config, name):
+            raise DecodeError(
+                f"{name} does not combine with this model's extended vocabulary (copied unknown"
+                f" words have no vocabulary entry): decode without {name}"
+            )
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,7 @@ def greedy_search(
         src: (B, S) token ids; src_len: (B,) lengths.
         words: the vocabulary's word starts, for ``whole_words`` and ``no_repeat_words``.
     """
+    check_extended(model, config)
     memory, state = model.encode(src, src_len)
     batch = src.size(0)
     max_lens = _max_lens(src_len.tolist(), config, src.device)
@@ -305,7 +328,9 @@ def beam_search(
     """Batched beam search; ``n_best`` hypotheses per document, best first.
 
     Args:
-        src: (B, S) token ids, PAD after each end; src_len: (B,) lengths.
+        src: (B, S) token ids, PAD after each end; src_len: (B,) lengths. With a model's
+            ``extended_vocab``, an id V + p is the unknown word first at position p of its
+            document: hypotheses may hold it (copied).
         max_batch_tokens: None searches all B documents at once. A budget instead admits
             documents in the given order while (active documents x longest active source) stays
             within it, and admits more as others finish (continuous batching). Sort documents
@@ -346,6 +371,7 @@ def search_documents(
     """
     if not sources:
         return []
+    check_extended(model, config)
     shortlist = _shortlist(model, config, frequent)
     rules = _Rules.of(config, sources[0].device, words)
     pending = deque(range(len(sources)))

@@ -28,7 +28,8 @@ class Memory:
         outputs: (R, S, H) encoder outputs, zero at padded positions.
         keys: (R, S, H) attention keys derived from ``outputs`` once per document.
         mask: (R, S) bool, True at real source tokens.
-        src: (B, S) source token ids, for copying.
+        src: (B, S) source token ids, for copying; with ``ModelConfig.extended_vocab`` a word
+            outside the vocabulary is V + (its first position), else UNK.
         allowed: (B, V) bool, each document's output vocabulary when shortlisting, else None.
         vocab: (U,) sorted ids allowed for any document (the union of ``allowed``), else None.
             The decoder then scores these U ids only: column j of its output is id ``vocab[j]``.
@@ -126,13 +127,13 @@ class DecoderState:
     """Recurrent decoder state for N = B * K rows, document-major.
 
     Attributes:
-        h, c: (L, N, H) LSTM states.
+        h: (L, N, H) hidden states; c: (L, N, H) LSTM cell states, None for GRU cells.
         input_feed: (N, H) previous attentional hidden state (Luong et al. 2015 input feeding).
         coverage: (N, S) sum of past attention distributions, or None when coverage is off.
     """
 
     h: Tensor
-    c: Tensor
+    c: Tensor | None
     input_feed: Tensor
     coverage: Tensor | None
 
@@ -144,7 +145,7 @@ class DecoderState:
         """Keep the rows ``rows`` (1-D long tensor), in that order: beam reordering and pruning."""
         return DecoderState(
             h=self.h.index_select(1, rows),
-            c=self.c.index_select(1, rows),
+            c=None if self.c is None else self.c.index_select(1, rows),
             input_feed=self.input_feed.index_select(0, rows),
             coverage=None if self.coverage is None else self.coverage.index_select(0, rows),
         )
@@ -166,7 +167,7 @@ class DecoderState:
             )
         return DecoderState(
             h=torch.cat([first.h, second.h], dim=1),
-            c=torch.cat([first.c, second.c], dim=1),
+            c=None if first.c is None or second.c is None else torch.cat([first.c, second.c], 1),
             input_feed=torch.cat([first.input_feed, second.input_feed]),
             coverage=coverage,
         )

@@ -22,7 +22,7 @@ from s2s_model.device import resolve_device
 from s2s_model.domain import DomainProfile, domain_profile
 from s2s_model.quantize import quantize_model
 from s2s_model.search import Hypothesis, SearchStats, beam_search, search_documents
-from s2s_model.tokenizer import PAD_ID, TextTokenizer
+from s2s_model.tokenizer import PAD_ID, TextTokenizer, WordTokenizer
 from s2s_model.wordpieces import word_pieces
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "debian-synopsis"
 @dataclass(frozen=True)
 class Summary:
     """One document's summary. ``n_best`` holds (text, score) pairs, best first.
+
+    ``tokens`` are vocabulary ids, except that a model with ``extended_vocab`` gives a word it
+    copied from outside the vocabulary as V + (its first position in the source).
 
     ``forced_end``: the best hypothesis reached the maximum length, so decoding ended it there
     instead of the model choosing to (the summary may be cut off).
@@ -84,6 +87,7 @@ class _Encoded:
     index: int
     ids: list[int]
     truncated: bool
+    text: str
 
 
 class Summarizer:
@@ -100,6 +104,8 @@ class Summarizer:
         self.device = device
         self.model = quantize_model(checkpoint.model.to(device).eval(), settings.quantize, device)
         self.tokenizer: TextTokenizer = checkpoint.tokenizer
+        # Word-level tokenizer of a model that copies unknown words (extended ids), else None.
+        self._extended = _extended_tokenizer(checkpoint)
         self.decode: DecodeConfig = checkpoint.decode
         self.fingerprint: str = checkpoint.fingerprint
         self.metadata = checkpoint.metadata
@@ -146,7 +152,12 @@ class Summarizer:
 
     def read(self, text: str) -> Source:
         """``text`` as the model reads it (no ids: nothing it can read)."""
-        ids = self.tokenizer.encode(text) if isinstance(text, str) else []
+        if not isinstance(text, str):
+            ids: list[int] = []
+        elif self._extended is not None:
+            ids = self._extended.encode_extended(text)
+        else:
+            ids = self.tokenizer.encode(text)
         limit = self.settings.max_src_tokens
         return Source(text, ids[:limit], len(ids) > limit)
 
@@ -204,7 +215,7 @@ class Summarizer:
     def _encode(self, index: int, source: Source) -> _Encoded:
         if not source.ids:
             raise ValueError(f"text {index} is blank or not a string: nothing to summarize")
-        return _Encoded(index, source.ids, source.truncated)
+        return _Encoded(index, source.ids, source.truncated, source.text)
 
     def _search(
         self,
@@ -312,7 +323,7 @@ class Summarizer:
 
     def _summary(self, item: _Encoded, hyps: list[Hypothesis], config: DecodeConfig) -> Summary:
         best = hyps[0]
-        n_best = [(self.tokenizer.decode(h.tokens), h.score) for h in hyps]
+        n_best = [(self._text(h.tokens, item.text), h.score) for h in hyps]
         return Summary(
             text=n_best[0][0],
             score=best.score,
@@ -322,3 +333,21 @@ class Summarizer:
             truncated=item.truncated,
             forced_end=len(best.tokens) >= config.max_len_for(len(item.ids)),
         )
+
+    def _text(self, tokens: list[int], source: str) -> str:
+        """A hypothesis's text; extended ids spell the source words they copied."""
+        if self._extended is not None:
+            return self._extended.decode(tokens, source)
+        return self.tokenizer.decode(tokens)
+
+
+def _extended_tokenizer(checkpoint: Checkpoint) -> WordTokenizer | None:
+    """The word tokenizer that gives unknown words extended ids, when the model copies them."""
+    if not checkpoint.model.config.extended_vocab:
+        return None
+    if not isinstance(checkpoint.tokenizer, WordTokenizer):
+        raise ValueError(
+            "extended_vocab needs a word-level tokenizer (a SentencePiece model has no unknown"
+            " words to copy): save the model with extended_vocab false"
+        )
+    return checkpoint.tokenizer

@@ -169,9 +169,31 @@ class WordTokenizer:
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(token, UNK_ID) for token in text.split()]
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Tokens joined by spaces; PAD, BOS and EOS dropped, UNK shown as ``<unk>``."""
-        return " ".join(self._tokens[int(i)] for i in ids if int(i) not in SPECIAL_IDS[:3])
+    def decode(self, ids: Sequence[int], source: str | None = None) -> str:
+        """Tokens joined by spaces; PAD, BOS and EOS dropped, UNK shown as ``<unk>``.
+
+        An extended id V + p (see ``encode_extended``) is the word at position p of ``source``,
+        the text it was copied from (``<unk>`` without one)."""
+        words = source.split() if source is not None else []
+        vocab = self.vocab_size
+        out = []
+        for i in (int(i) for i in ids):
+            if i in SPECIAL_IDS[:3]:
+                continue
+            if i < vocab:
+                out.append(self._tokens[i])
+            else:
+                out.append(words[i - vocab] if i - vocab < len(words) else "<unk>")
+        return " ".join(out)
+
+    def encode_extended(self, text: str) -> list[int]:
+        """``encode``, but each unknown word gets the extended id V + (its first position in
+        ``text``) instead of UNK: copy attention can then emit it, and ``decode`` spell it."""
+        first: dict[str, int] = {}
+        return [
+            self._ids[word] if word in self._ids else self.vocab_size + first.setdefault(word, p)
+            for p, word in enumerate(text.split())
+        ]
 
     def most_frequent(self, count: int) -> list[int]:
         """Vocabularies are built most frequent first, so the first ordinary ids."""

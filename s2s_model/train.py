@@ -176,6 +176,12 @@ def fit(
         raise TrainingError(
             f"need training and validation pairs, got {len(train_pairs)} and {len(valid_pairs)}"
         )
+    if model_config.extended_vocab:
+        raise TrainingError(
+            "extended_vocab is for word-level vocabularies (OpenNMT-py imports); training builds a"
+            " SentencePiece vocabulary, whose pieces spell any source word, so copy needs no"
+            " extended ids: leave extended_vocab off"
+        )
     deadline = Deadline(time.monotonic() if started is None else started, train_config.max_time)
     inputs = _Inputs(
         train_pairs=train_pairs,

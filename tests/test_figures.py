@@ -51,6 +51,7 @@ JOBS_S6 = "benchmarks/results/2026-12-04/opennmt_jobs.json"
 DOMAIN = "benchmarks/results/2026-12-05/domain.json"
 TRAIN_BUDGET = "benchmarks/results/2026-12-05/train-budget.json"
 NEWS = "benchmarks/results/2026-12-05/cnndm-news.json"
+RECIPE = "benchmarks/results/2026-12-05/opennmt_recipe.json"
 MODEL_MD = "s2s_model/pretrained/debian-synopsis/MODEL.md"
 
 # Rows of the files' lists, by what they hold.
@@ -130,6 +131,35 @@ FIGURES = (
            ((lambda r: r["runs"]["day2_reuse"]["wall_s"] - r["runs"]["day2_reuse"]["job_s"], ".1f"),
             (at("runs.day2_reuse.wall_s"), ".1f"))),
     # README: Coming from OpenNMT-py.
+    Figure("README.md", "give OpenNMT-py's summaries on {} of {} documents (LSTM) and {} of {} "
+           "(GRU)", RECIPE,
+           ((at("models.onmt-copy.agreement_opennmt_batch_1.identical"), ",.0f"),
+            (at("models.onmt-copy.agreement_opennmt_batch_1.docs"), ",.0f"),
+            (at("models.onmt-copy-gru.agreement_opennmt_batch_1.identical"), ",.0f"),
+            (at("models.onmt-copy-gru.agreement_opennmt_batch_1.docs"), ",.0f"))),
+    Figure("README.md", "only {} and {} of 1,000 agree", RECIPE,
+           ((at("models.onmt-copy.agreement_opennmt_batch_64.identical"), ".0f"),
+            (at("models.onmt-copy-gru.agreement_opennmt_batch_64.identical"), ".0f"))),
+    Figure("benchmarks/RESULTS.md", "| LSTM copy + coverage | {} of {} | {} of 1,000 | {} / {} | "
+           "{} | {} | {} |", RECIPE,
+           ((at("models.onmt-copy.agreement_opennmt_batch_1.identical"), ",.0f"),
+            (at("models.onmt-copy.agreement_opennmt_batch_1.docs"), ",.0f"),
+            (at("models.onmt-copy.agreement_opennmt_batch_64.identical"), ".0f"),
+            (at("models.onmt-copy.best_s.opennmt_batch_64_decode_s"), ".2f"),
+            (at("models.onmt-copy.best_s.opennmt_batch_1_decode_s"), ".2f"),
+            (at("models.onmt-copy.best_s.s2s_summarize_process_s"), ".2f"),
+            (at("models.onmt-copy.best_s.summarizer_2x1_decode_s"), ".2f"),
+            (at("models.onmt-copy.copied_unknown_words"), ".0f"))),
+    Figure("benchmarks/RESULTS.md", "| GRU copy + coverage | {} of {} | {} of 1,000 | {} / {} | "
+           "{} | {} | {} |", RECIPE,
+           ((at("models.onmt-copy-gru.agreement_opennmt_batch_1.identical"), ",.0f"),
+            (at("models.onmt-copy-gru.agreement_opennmt_batch_1.docs"), ",.0f"),
+            (at("models.onmt-copy-gru.agreement_opennmt_batch_64.identical"), ".0f"),
+            (at("models.onmt-copy-gru.best_s.opennmt_batch_64_decode_s"), ".2f"),
+            (at("models.onmt-copy-gru.best_s.opennmt_batch_1_decode_s"), ".2f"),
+            (at("models.onmt-copy-gru.best_s.s2s_summarize_process_s"), ".2f"),
+            (at("models.onmt-copy-gru.best_s.summarizer_2x1_decode_s"), ".2f"),
+            (at("models.onmt-copy-gru.copied_unknown_words"), ".0f"))),
     Figure("README.md", "the summaries are OpenNMT-py's on {} of {} documents", OPENNMT_S5,
            ((at("agreement.identical"), ",.0f"), (at("agreement.docs"), ",.0f"))),
     # README: Performance, session 5.

@@ -31,7 +31,8 @@ def onmt_options(**overrides: object) -> argparse.Namespace:
         "tgt_word_vec_size": E, "share_embeddings": True, "share_decoder_embeddings": False,
         "global_attention": "general", "global_attention_function": "softmax",
         "generator_function": "softmax", "input_feed": 1, "bridge": True, "copy_attn": False,
-        "coverage_attn": False, "context_gate": None, "position_encoding": False,
+        "reuse_copy_attn": False, "coverage_attn": False, "context_gate": None,
+        "position_encoding": False,
         "share_vocab": True,
     }  # fmt: skip
     options.update(overrides)
@@ -47,6 +48,7 @@ def onmt_tensors(options: argparse.Namespace, seed: int = 0) -> dict[str, dict[s
 
     v, directions = len(VOCAB), 2 if options.encoder_type == "brnn" else 1
     per_dir = H // directions
+    gates = 3 if options.rnn_type == "GRU" else 4
     model = {"encoder.embeddings.make_embedding.emb_luts.0.weight": rand(v, E)}
     model["decoder.embeddings.make_embedding.emb_luts.0.weight"] = (
         model["encoder.embeddings.make_embedding.emb_luts.0.weight"]
@@ -56,18 +58,18 @@ def onmt_tensors(options: argparse.Namespace, seed: int = 0) -> dict[str, dict[s
     for layer in range(L):
         for suffix in [""] if directions == 1 else ["", "_reverse"]:
             size_in = E if layer == 0 else H
-            model[f"encoder.rnn.weight_ih_l{layer}{suffix}"] = rand(4 * per_dir, size_in)
-            model[f"encoder.rnn.weight_hh_l{layer}{suffix}"] = rand(4 * per_dir, per_dir)
-            model[f"encoder.rnn.bias_ih_l{layer}{suffix}"] = rand(4 * per_dir)
-            model[f"encoder.rnn.bias_hh_l{layer}{suffix}"] = rand(4 * per_dir)
+            model[f"encoder.rnn.weight_ih_l{layer}{suffix}"] = rand(gates * per_dir, size_in)
+            model[f"encoder.rnn.weight_hh_l{layer}{suffix}"] = rand(gates * per_dir, per_dir)
+            model[f"encoder.rnn.bias_ih_l{layer}{suffix}"] = rand(gates * per_dir)
+            model[f"encoder.rnn.bias_hh_l{layer}{suffix}"] = rand(gates * per_dir)
         size_in = E + H if layer == 0 else H
-        model[f"decoder.rnn.layers.{layer}.weight_ih"] = rand(4 * H, size_in)
-        model[f"decoder.rnn.layers.{layer}.weight_hh"] = rand(4 * H, H)
-        model[f"decoder.rnn.layers.{layer}.bias_ih"] = rand(4 * H)
-        model[f"decoder.rnn.layers.{layer}.bias_hh"] = rand(4 * H)
+        model[f"decoder.rnn.layers.{layer}.weight_ih"] = rand(gates * H, size_in)
+        model[f"decoder.rnn.layers.{layer}.weight_hh"] = rand(gates * H, H)
+        model[f"decoder.rnn.layers.{layer}.bias_ih"] = rand(gates * H)
+        model[f"decoder.rnn.layers.{layer}.bias_hh"] = rand(gates * H)
     if options.bridge:
         total = per_dir * L
-        for i in range(2):
+        for i in range(2 if options.rnn_type == "LSTM" else 1):
             model[f"encoder.bridge.{i}.weight"] = rand(total, total)
             model[f"encoder.bridge.{i}.bias"] = rand(total)
     if options.global_attention == "general":
@@ -79,6 +81,12 @@ def onmt_tensors(options: argparse.Namespace, seed: int = 0) -> dict[str, dict[s
         model["decoder.attn.v.weight"] = rand(1, H)
         model["decoder.attn.linear_out.bias"] = rand(H)
     model["decoder.attn.linear_out.weight"] = rand(H, 2 * H)
+    if options.coverage_attn:
+        model["decoder.attn.linear_cover.weight"] = rand(H, 1)
+    if options.copy_attn:
+        generator = {"linear.weight": rand(v, H), "linear.bias": rand(v)}
+        generator |= {"linear_copy.weight": rand(1, H), "linear_copy.bias": rand(1)}
+        return {"model": model, "generator": generator}
     return {"model": model, "generator": {"weight": rand(v, H), "bias": rand(v)}}
 
 
@@ -96,16 +104,25 @@ def onmt_reference(
     options: argparse.Namespace,
     src: list[int],
     tgt_in: list[int],
+    copy_map: list[int] | None = None,
 ) -> Tensor:
-    """OpenNMT-py 3.5's RNN forward for one document, step by step: (T, V) log-probs."""
+    """OpenNMT-py 3.5's RNN forward for one document, step by step: (T, V) log-probs; with
+    ``copy_attn`` (T, V + X) over its extended vocabulary, ``copy_map`` giving each source
+    position's index among the document's X words (its ``src_map``; 0-3 its specials).
+
+    Its input-feeding decoder never passes the coverage to the attention, so ``coverage_attn``
+    changes nothing here (``linear_cover`` is trained, never read)."""
     directions = 2 if options.encoder_type == "brnn" else 1
     per_dir = H // directions
+    gru = options.rnn_type == "GRU"
     emb = t["encoder.embeddings.make_embedding.emb_luts.0.weight"]
-    rnn = torch.nn.LSTM(E, per_dir, L, bidirectional=directions == 2, batch_first=True)
+    cells = torch.nn.GRU if gru else torch.nn.LSTM
+    rnn = cells(E, per_dir, L, bidirectional=directions == 2, batch_first=True)
     rnn.load_state_dict(
         {k.removeprefix("encoder.rnn."): v for k, v in t.items() if k.startswith("encoder.rnn.")}
     )
-    out, (h, c) = rnn(emb[src].unsqueeze(0))  # (1, S, H), (L * D, 1, H / D)
+    out, final = rnn(emb[src].unsqueeze(0))  # (1, S, H), (L * D, 1, H / D)
+    h, c = (final, final) if gru else final
     if options.bridge:
 
         def bottle(i: int, states: Tensor) -> Tensor:
@@ -115,7 +132,7 @@ def onmt_reference(
             result = F.relu(flat + t[f"encoder.bridge.{i}.bias"]).view(size)
             return result.permute(1, 0, 2).contiguous()
 
-        h, c = bottle(0, h), bottle(1, c)
+        h, c = bottle(0, h), c if gru else bottle(1, c)
     if directions == 2:
         h = torch.cat([h[0::2], h[1::2]], 2)
         c = torch.cat([c[0::2], c[1::2]], 2)
@@ -128,15 +145,17 @@ def onmt_reference(
         x = torch.cat([demb[token], feed])
         for layer in range(L):
             p = f"decoder.rnn.layers.{layer}."
-            gates = (
-                t[p + "weight_ih"] @ x
-                + t[p + "bias_ih"]
-                + t[p + "weight_hh"] @ hs[layer]
-                + t[p + "bias_hh"]
-            )
-            i, f, g, o = gates.chunk(4)
-            cs[layer] = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
-            hs[layer] = torch.sigmoid(o) * torch.tanh(cs[layer])
+            ih = t[p + "weight_ih"] @ x + t[p + "bias_ih"]
+            hh = t[p + "weight_hh"] @ hs[layer] + t[p + "bias_hh"]
+            if gru:  # torch.nn.GRUCell
+                (ir, iz, in_), (hr, hz, hn) = ih.chunk(3), hh.chunk(3)
+                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+                n = torch.tanh(in_ + r * hn)
+                hs[layer] = (1 - z) * n + z * hs[layer]
+            else:
+                i, f, g, o = (ih + hh).chunk(4)
+                cs[layer] = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
+                hs[layer] = torch.sigmoid(o) * torch.tanh(cs[layer])
             x = hs[layer]
         query = x
         if options.global_attention == "general":
@@ -155,11 +174,39 @@ def onmt_reference(
         else:
             attn_h = torch.tanh(attn_h)
         feed = attn_h
-        steps.append(F.log_softmax(gen["weight"] @ attn_h + gen["bias"], -1))
+        if copy_map is None:
+            steps.append(F.log_softmax(gen["weight"] @ attn_h + gen["bias"], -1))
+        else:
+            steps.append(copy_generator(gen, attn_h, align, copy_map).log())
     return torch.stack(steps)
 
 
+def copy_generator(
+    gen: dict[str, Tensor], attn_h: Tensor, align: Tensor, copy_map: list[int]
+) -> Tensor:
+    """OpenNMT-py's CopyGenerator, then collapse_copy_scores for a batch of one: (V + X,)."""
+    logits = gen["linear.weight"] @ attn_h + gen["linear.bias"]
+    logits[1] = -math.inf  # <blank>
+    p_copy = torch.sigmoid(gen["linear_copy.weight"] @ attn_h + gen["linear_copy.bias"])
+    words = max(copy_map) + 1
+    src_map = F.one_hot(torch.tensor(copy_map), words).float()  # (S, X)
+    copied = (align * p_copy) @ src_map  # (X,)
+    probs = torch.cat([torch.softmax(logits, 0) * (1 - p_copy), copied])
+    for j in range(1, words):  # a source word in the vocabulary takes its copied mass home
+        word = EXTENDED[j]
+        if word in VOCAB and VOCAB.index(word) != 0:
+            probs[VOCAB.index(word)] += probs[len(VOCAB) + j]
+            probs[len(VOCAB) + j] = 1e-10
+    return probs
+
+
 # fmt: on
+
+
+# A copy test's source (one document), and its extended vocabulary as OpenNMT-py builds it
+# (specials first, then the words; its order among words only breaks ties between columns).
+COPY_SOURCE = "w5 zeta w4 w9 zeta w7 omega w5"
+EXTENDED = ["<unk>", "<blank>", "<s>", "</s>", "w5", "zeta", "w4", "w9", "w7", "omega"]
 
 
 def ours(onmt_id: int) -> int:
@@ -174,6 +221,8 @@ def ours(onmt_id: int) -> int:
         {"global_attention": "mlp"},
         {"global_attention": "dot", "bridge": False},
         {"encoder_type": "rnn", "share_embeddings": False},
+        {"rnn_type": "GRU", "global_attention": "mlp", "coverage_attn": True},
+        {"rnn_type": "GRU", "encoder_type": "rnn", "bridge": False},
     ],
 )
 def test_converted_model_computes_what_opennmt_computes(
@@ -194,6 +243,51 @@ def test_converted_model_computes_what_opennmt_computes(
         )[0]
     order = [1, 2, 3, 0, *range(4, len(VOCAB))]  # our id -> OpenNMT-py id
     assert torch.allclose(got, expected[:, order], atol=1e-5)
+    assert converted.model_config.rnn_type == options.rnn_type
+    assert not converted.model_config.coverage  # OpenNMT-py 3.5 never reads it at inference
+
+
+@pytest.mark.parametrize("rnn_type", ["LSTM", "GRU"])
+def test_the_copy_generator_converts_with_its_extended_vocabulary(
+    tmp_path: Path, rnn_type: str
+) -> None:
+    """The summarization recipe: copy_attn reusing mlp attention, coverage, bridge. Every
+    column agrees: the vocabulary's (PAD aside: OpenNMT-py's is log 0, ours floored, never
+    emitted) and each unknown source word's, ours at V + its first position."""
+    options = onmt_options(
+        rnn_type=rnn_type, global_attention="mlp", copy_attn=True, reuse_copy_attn=True,
+        coverage_attn=True, copy_attn_force=True, copy_loss_by_seqlength=True,
+    )  # fmt: skip
+    path = write_checkpoint(tmp_path / "model_step_10.pt", options)
+    import_opennmt(path, tmp_path / "ours")
+    converted = load_checkpoint(tmp_path / "ours")
+    assert converted.model_config.extended_vocab and converted.model_config.copy_gate == "opennmt"
+    raw = torch.load(path, weights_only=False)
+    words = COPY_SOURCE.split()
+    src = [VOCAB.index(w) if w in VOCAB else 0 for w in words]
+    tgt_in = [2, 9, 0, 8]  # <s> w5 <unk> w4: a copied unknown word is fed back as <unk>
+    tokenizer = converted.tokenizer
+    assert isinstance(tokenizer, WordTokenizer)
+    ids = tokenizer.encode_extended(COPY_SOURCE)
+    with torch.no_grad():
+        expected = onmt_reference(
+            raw["model"], raw["generator"], options, src, tgt_in, [EXTENDED.index(w) for w in words]
+        )
+        got = converted.model(
+            torch.tensor([ids]), torch.tensor([len(ids)]), torch.tensor([[ours(i) for i in tgt_in]])
+        )[0]
+    v = len(VOCAB)
+    assert got.shape == (len(tgt_in), v + len(words))
+    order = [1, 2, 3, 0, *range(4, v)]  # our id -> OpenNMT-py id
+    assert torch.allclose(got[:, 1:v], expected[:, order[1:]], atol=1e-5)
+    for word in ("zeta", "omega"):
+        ours_column = v + words.index(word)
+        theirs = expected[:, v + EXTENDED.index(word)]
+        assert torch.allclose(got[:, ours_column], theirs, atol=1e-5)
+        assert bool((theirs > math.log(1e-3)).all())  # real copied mass, not a floor
+    unknown_firsts = {v + words.index(w) for w in ("zeta", "omega")}
+    others = [c for c in range(v, v + len(words)) if c not in unknown_firsts]
+    assert bool(torch.isinf(got[:, others]).all())
 
 
 def test_vocabulary_and_decoding_come_along(tmp_path: Path) -> None:
@@ -212,10 +306,10 @@ def test_vocabulary_and_decoding_come_along(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        ({"copy_attn": True}, "-copy_attn"),
+        ({"copy_attn": True, "reuse_copy_attn": False}, "-reuse_copy_attn"),
         ({"encoder_type": "transformer"}, "-encoder_type"),
         ({"dec_layers": 1}, "-enc_layers"),
-        ({"rnn_type": "GRU"}, "-rnn_type"),
+        ({"rnn_type": "SRU"}, "-rnn_type"),
         ({"global_attention": "luong"}, "-global_attention"),
     ],
 )

@@ -63,7 +63,7 @@ def test_the_encoder_lstm_runs_in_fp32_under_autocast(dtype: torch.dtype) -> Non
         assert isinstance(packed_in, PackedSequence) and isinstance(packed_out, PackedSequence)
         seen.extend([packed_in.data.dtype, packed_out.data.dtype, out[1][0].dtype])
 
-    hook = model.encoder.lstm.register_forward_hook(record)
+    hook = model.encoder.rnn.register_forward_hook(record)
     src = torch.randint(4, 40, (3, 7))
     lengths = torch.tensor([7, 3, 5])
     plain = model.encoder(src, lengths)

@@ -36,6 +36,7 @@ VARIANTS: list[dict[str, Any]] = [
     {"attention": "additive", "copy": True, "coverage": True},
     {"attention": "dot", "coverage": True},
     {"attention": "none"},
+    {"rnn_type": "GRU", "attention": "additive", "copy": True},
 ]
 
 

@@ -20,6 +20,7 @@ from s2s_model import (
     DecoderState,
     Hypothesis,
     Memory,
+    ModelConfig,
     SearchStats,
     Seq2Seq,
     beam_search,
@@ -38,6 +39,7 @@ class ScriptedModel:
 
     def __init__(self, table: dict[tuple[int, int], dict[int, float]]) -> None:
         self.table = table
+        self.config = ModelConfig(vocab_size=VOCAB)
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
         batch = src.size(0)
@@ -320,21 +322,43 @@ MODEL_VARIANTS: list[dict[str, Any]] = [
     {"attention": "general", "copy": True, "bridge": False, "bidirectional": False},
     {"attention": "none"},
     {"attention": "none", "num_layers": 2, "bridge": False, "bidirectional": False},
+    {"rnn_type": "GRU", "attention": "additive", "coverage": True},
+    {"rnn_type": "GRU", "num_layers": 2, "copy": True, "bridge": False},
+    {"attention": "additive", "copy": True, "extended_vocab": True},
+    {"rnn_type": "GRU", "copy": True, "copy_gate": "opennmt", "extended_vocab": True},
 ]
 
 
-def random_batch(seed: int, docs: int, vocab: int) -> tuple[list[Tensor], Tensor, Tensor]:
+def random_batch(
+    seed: int, docs: int, vocab: int, *, unknown: int = 0
+) -> tuple[list[Tensor], Tensor, Tensor]:
+    """Random documents of ids 4..vocab-1; with ``unknown`` > 0, words vocab..vocab+unknown-1
+    are outside the vocabulary too, each written as its extended id vocab + first position."""
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 25, (docs,), generator=gen)
-    sources = [torch.randint(4, vocab, (int(n),), generator=gen) for n in lengths]
+    words = [torch.randint(4, vocab + unknown, (int(n),), generator=gen) for n in lengths]
+    sources = [extended_ids(w, vocab) for w in words]
     padded = torch.nn.utils.rnn.pad_sequence(sources, batch_first=True, padding_value=PAD_ID)
     return sources, padded, lengths
+
+
+def extended_ids(words: Tensor, vocab: int) -> Tensor:
+    """Word ids -> model ids: a word >= vocab becomes vocab + its first position."""
+    first: dict[int, int] = {}
+    ids = [w if w < vocab else vocab + first.setdefault(w, p) for p, w in enumerate(words.tolist())]
+    return torch.tensor(ids)
+
+
+def variant_batch(variant: int, seed: int, docs: int) -> tuple[list[Tensor], Tensor, Tensor]:
+    """``random_batch`` over 40 ids, with 15 unknown words for the extended-vocabulary models."""
+    unknown = 15 if MODEL_VARIANTS[variant].get("extended_vocab") else 0
+    return random_batch(seed, docs, 40, unknown=unknown)
 
 
 @pytest.mark.parametrize("variant", range(len(MODEL_VARIANTS)))
 def test_beam_of_one_equals_greedy(variant: int) -> None:
     model = tiny_model(40, seed=variant, **MODEL_VARIANTS[variant])
-    _, src, lengths = random_batch(variant, 8, 40)
+    _, src, lengths = variant_batch(variant, variant, 8)
     for penalty in ("none", "avg", "wu"):
         config = DecodeConfig(beam_size=1, max_len=12, length_penalty=penalty)
         with torch.inference_mode():
@@ -348,7 +372,7 @@ def test_beam_of_one_equals_greedy(variant: int) -> None:
 @pytest.mark.parametrize("variant", range(len(MODEL_VARIANTS)))
 def test_results_do_not_depend_on_batch_mates(variant: int) -> None:
     model = tiny_model(40, seed=10 + variant, **MODEL_VARIANTS[variant])
-    sources, src, lengths = random_batch(variant, 10, 40)
+    sources, src, lengths = variant_batch(variant, variant, 10)
     config = DecodeConfig(beam_size=4, n_best=2, max_len=15, length_penalty="avg")
     with torch.inference_mode():
         together = beam_search(model, src, lengths, config)
@@ -461,7 +485,7 @@ def test_lengths_scores_and_log_probs_are_consistent() -> None:
 @pytest.mark.parametrize("budget", [1, 60, 200])
 def test_refilling_rows_gives_the_same_results(variant: int, budget: int) -> None:
     model = tiny_model(40, seed=20 + variant, **MODEL_VARIANTS[variant])
-    _, src, lengths = random_batch(30 + variant, 14, 40)
+    _, src, lengths = variant_batch(variant, 30 + variant, 14)
     config = DecodeConfig(beam_size=3, n_best=2, min_len=1, max_len=10, no_repeat_ngram_size=2)
     plain = beam_search(model, src, lengths, config)
     refilled = beam_search(model, src, lengths, config, max_batch_tokens=budget)
@@ -581,6 +605,37 @@ def test_search_stats_count_the_padding_attended() -> None:
     alone = SearchStats()
     beam_search(model, src[1:, :2], torch.tensor([2]), config, stats=alone)
     assert alone.padding_efficiency == 1.0
+
+
+@pytest.mark.parametrize("gate", ["see", "opennmt"])
+def test_unknown_words_are_copied_through_the_beams(gate: str) -> None:
+    """With the generator shut, every summary token is copied: unknown words as their extended
+    ids (V + first position in their own document), batched or alone, with or without refill."""
+    model = tiny_model(40, seed=3, copy=True, copy_gate=gate, extended_vocab=True)
+    assert model.decoder.copy_gate is not None
+    with torch.no_grad():
+        model.decoder.copy_gate.bias.fill_(-30.0 if gate == "see" else 30.0)  # copy only
+    sources, src, lengths = random_batch(7, 9, 40, unknown=30)
+    config = DecodeConfig(beam_size=3, n_best=2, max_len=8, compat="opennmt")
+    together = beam_search(model, src, lengths, config)
+    refilled = beam_search(model, src, lengths, config, max_batch_tokens=40)
+    copied_unknown = 0
+    for i, source in enumerate(sources):
+        alone = beam_search(model, source.unsqueeze(0), lengths[i : i + 1], config)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+        assert [h.tokens for h in alone] == [h.tokens for h in refilled[i]]
+        for hyp in together[i]:
+            assert set(hyp.tokens) <= set(source.tolist())
+            copied_unknown += sum(t >= 40 for t in hyp.tokens)
+    assert copied_unknown > 0
+
+
+def test_rules_that_need_vocabulary_ids_refuse_extended_ids() -> None:
+    model = tiny_model(40, copy=True, extended_vocab=True)
+    _, src, lengths = random_batch(1, 2, 40, unknown=5)
+    for rule in ({"shortlist": 5}, {"whole_words": True}, {"no_repeat_words": True}):
+        with pytest.raises(search_module.DecodeError, match=next(iter(rule))):
+            beam_search(model, src, lengths, DecodeConfig(**rule), frequent=torch.arange(4, 40))
 
 
 # --- the coverage penalty (OpenNMT-py's -coverage_penalty summary) ----------------------------

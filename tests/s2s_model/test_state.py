@@ -123,7 +123,7 @@ def test_decoder_rows_are_reordered_pruned_and_repeated() -> None:
     picked = start.index_select(torch.tensor([2, 2, 0]))  # a beam step: row 2 twice, row 0
     assert picked.rows == 3
     assert picked.h[:, :, 0].tolist() == [[2, 2, 0]] * 2
-    assert picked.c[:, :, 0].tolist() == [[-2, -2, 0]] * 2
+    assert picked.c is not None and picked.c[:, :, 0].tolist() == [[-2, -2, 0]] * 2
     assert picked.input_feed[:, 0].tolist() == [2, 2, 0]
     assert picked.coverage is not None and picked.coverage[:, 0].tolist() == [2, 2, 0]
     beams = start.repeat_rows(2)  # document-major: each row's copies side by side

@@ -10,9 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2s_model import DecodeConfig, DeviceError, SearchStats, Summarizer, load_checkpoint
+from s2s_model import (
+    DecodeConfig,
+    DeviceError,
+    SearchStats,
+    Summarizer,
+    Tokenizer,
+    WordTokenizer,
+    load_checkpoint,
+    save_checkpoint,
+)
 from s2s_model.quality import repeated_words
-from tests.conftest import make_texts
+from tests.conftest import make_texts, tiny_model
 
 DECODE = DecodeConfig(beam_size=3, n_best=2, max_len=8)
 
@@ -164,6 +173,20 @@ def test_int8_quantization(tiny_checkpoint: Path) -> None:
         Summarizer.load(tiny_checkpoint, quantize="int4")
 
 
+def test_int8_quantization_of_gru_cells(tmp_path: Path, tiny_tokenizer: Tokenizer) -> None:
+    from torch.ao.nn.quantized.dynamic import GRU as QuantizedGRU
+
+    model = tiny_model(tiny_tokenizer.vocab_size, seed=3, rnn_type="GRU", num_layers=2)
+    save_checkpoint(tmp_path / "gru", model, tiny_tokenizer)
+    texts = make_texts(6, seed=14)
+    plain = Summarizer.load(tmp_path / "gru").summarize(texts, DecodeConfig(beam_size=2))
+    quantized = Summarizer.load(tmp_path / "gru", quantize="int8")
+    assert isinstance(quantized.model.decoder.gru, QuantizedGRU)
+    out = quantized.summarize(texts, DecodeConfig(beam_size=2))
+    assert len(out) == 6 and all(math.isfinite(s.score) for s in out)
+    assert any(q.score != p.score for q, p in zip(out, plain, strict=True))  # int8 did run
+
+
 def test_shortlist_through_the_summarizer(summarizer: Summarizer) -> None:
     texts = make_texts(5, seed=13)
     frequent = set(summarizer.tokenizer.most_frequent(8))
@@ -220,3 +243,26 @@ def test_word_rules_through_the_summarizer(summarizer: Summarizer) -> None:
     assert any(repeated_words(s.text) for s in plain)  # the rule has work to do
     assert not any(repeated_words(s.text) for s in summaries)
     assert all(math.isfinite(s.score) for s in summaries)
+
+
+def test_copied_unknown_words_show_in_the_summary(tmp_path: Path) -> None:
+    """A word-level model copying only: words outside its vocabulary come out as themselves,
+    the same in any batch, with or without refill."""
+    tokens = ["<pad>", "<s>", "</s>", "<unk>", *[f"w{i}" for i in range(20)]]
+    model = tiny_model(len(tokens), seed=4, copy=True, copy_gate="opennmt", extended_vocab=True)
+    assert model.decoder.copy_gate is not None
+    with torch.no_grad():
+        model.decoder.copy_gate.bias.fill_(30.0)  # p_copy ~ 1
+    save_checkpoint(tmp_path / "m", model, WordTokenizer(tokens))
+    texts = ["w1 zlib w2 zlib", "libfoo w3", "w4 w5 w6 qux-dev w7 w8", "w9"]
+    decode = DecodeConfig(beam_size=3, max_len=5)
+    summarizer = Summarizer.load(tmp_path / "m")
+    together = summarizer.summarize(texts, decode)
+    alone = [summarizer.summarize([t], decode)[0] for t in texts]
+    fixed = Summarizer.load(tmp_path / "m", refill=False, max_batch_tokens=7)
+    assert [s.text for s in together] == [s.text for s in alone]
+    assert [s.text for s in together] == [s.text for s in fixed.summarize(texts, decode)]
+    for text, summary in zip(texts, together, strict=True):
+        assert set(summary.text.split()) <= set(text.split())
+    assert any(w in s.text.split() for s in together for w in ("zlib", "libfoo", "qux-dev"))
+    assert "<unk>" not in " ".join(s.text for s in together)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from s2s_model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from s2s_model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, WordTokenizer
 from tests.conftest import make_texts
 
 DEBIAN = Path(__file__).resolve().parents[3] / "shared/data/debian-descriptions"
@@ -56,3 +56,13 @@ def test_real_corpus_round_trip() -> None:
     exact = sum(tok.decode(tok.encode(t)) == " ".join(t.split()) for t in texts)
     assert exact >= 0.99 * len(texts)  # the rest differ only by NFKC normalisation
     assert all(UNK_ID not in tok.encode(t) for t in texts)
+
+
+def test_unknown_words_get_extended_ids_and_decode_back_from_their_source() -> None:
+    words = WordTokenizer(["<pad>", "<s>", "</s>", "<unk>", "the", "pkg"])
+    text = "the zlib pkg for zlib"
+    assert words.encode(text) == [4, UNK_ID, 5, UNK_ID, UNK_ID]
+    ids = words.encode_extended(text)
+    assert ids == [4, 6 + 1, 5, 6 + 3, 6 + 1]  # V + first position, the same word the same id
+    assert words.decode([BOS_ID, 7, 5, 9, UNK_ID, EOS_ID], text) == "zlib pkg for <unk>"
+    assert words.decode([7, 4]) == "<unk> the"  # no source: nothing to spell it with

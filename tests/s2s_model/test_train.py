@@ -17,14 +17,13 @@ import torch
 from safetensors.torch import load_file
 
 from s2s_model import DecodeConfig, ModelConfig, Summarizer, load_checkpoint
-from s2s_model.averaging import average_checkpoints, last_checkpoints
+from s2s_model.averaging import CHECKPOINTS_DIR, average_checkpoints, last_checkpoints
 from s2s_model.config import TrainConfig
 from s2s_model.model import Seq2Seq
 from s2s_model.objective import learning_rate, token_loss
 from s2s_model.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from s2s_model.train import (
     BEST_DIR,
-    CHECKPOINTS_DIR,
     CURVES_FILE,
     LAST_DIR,
     TrainingError,
@@ -197,6 +196,15 @@ def test_bf16_training_learns_and_keeps_fp32_weights(tmp_path: Path) -> None:
     assert {t.dtype for t in weights.values()} == {torch.float32}
     with pytest.raises(ValueError, match="precision='fp16'"):
         tiny_train_config(precision="fp16")
+
+
+def test_an_extended_vocabulary_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    pairs = tiny_pairs(4)
+    model_config = dataclasses.replace(TINY_MODEL, copy=True, extended_vocab=True)
+    with pytest.raises(TrainingError, match="leave extended_vocab off"):
+        fit(pairs, pairs, tmp_path / "run", model_config=model_config,
+            train_config=tiny_train_config(max_steps=2), progress=False)  # fmt: skip
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_directory_is_never_silently_overwritten(tmp_path: Path) -> None:
