@@ -47,6 +47,7 @@ from benchmarks.trust import read_pairs
 from pipeline.sources import Document
 from pipeline.transforms import is_blank, summary_row
 from s2s_model import Summarizer, Summary
+from s2s_model.bundled import BUNDLED_MODELS, DEFAULT_MODEL
 from s2s_model.domain import (
     CALIBRATION_QUANTILE,
     PRIOR_WORDS,
@@ -58,7 +59,6 @@ from s2s_model.domain import (
     quantile,
 )
 from s2s_model.quality import FLAGS, Quality, _repeated, _share, assess, word_set, words
-from s2s_model.summarizer import BUNDLED_MODEL
 from s2s_model.tokenizer import TextTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,10 +104,11 @@ def attach() -> dict[str, Any]:
     train_sources, train_summaries = read_pairs("train")
     valid_sources, _ = read_pairs("valid")
     unchanged = ("model.safetensors", "tokenizer.model")
-    before = {name: _sha256(BUNDLED_MODEL / name) for name in unchanged}
+    model = BUNDLED_MODELS[DEFAULT_MODEL].directory
+    before = {name: _sha256(model / name) for name in unchanged}
     profile = build_profile(list(zip(train_sources, train_summaries, strict=True)), valid_sources)
-    attach_profile(BUNDLED_MODEL, profile)
-    after = {name: _sha256(BUNDLED_MODEL / name) for name in unchanged}
+    attach_profile(model, profile)
+    after = {name: _sha256(model / name) for name in unchanged}
     if before != after:
         raise SystemExit(f"attaching the profile changed {unchanged}: {before} -> {after}")
     return {"stats": dict(profile.stats), "threshold": profile.threshold}

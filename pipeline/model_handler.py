@@ -66,6 +66,7 @@ from s2s_model import (
     Summarizer,
     Summary,
 )
+from s2s_model.bundled import is_bundled, model_name
 
 logger = logging.getLogger(__name__)
 
@@ -126,19 +127,22 @@ def local_checkpoint(path: str) -> str:
 
 
 def load_summarizer(path: str | None, settings: RuntimeSettings) -> Summarizer:
-    """``Summarizer.load`` from a local path or any Beam filesystem (None: the bundled model).
+    """``Summarizer.load`` from a bundled model's name (None: the default one), a local path or
+    any Beam filesystem.
 
     A remote checkpoint is copied to a temporary directory, loaded (everything is in memory
     then) and the copy removed; errors name the remote file, not the copy."""
-    local = None if path is None else local_checkpoint(path)
+    if path is None or is_bundled(path):
+        return Summarizer.load(path, settings)
+    local = local_checkpoint(path)
     try:
         return Summarizer.load(local, settings)
     except CheckpointError as err:
-        if local == path or local is None or path is None:
+        if local == path:
             raise
         raise CheckpointError(str(err).replace(local, path.rstrip("/"))) from None
     finally:
-        if local is not None and local != path:
+        if local != path:
             shutil.rmtree(local, ignore_errors=True)
 
 
@@ -149,7 +153,7 @@ _offers_lock = threading.Lock()
 @contextlib.contextmanager
 def preloaded(path: str | None, summarizer: Summarizer | None) -> Iterator[None]:
     """While the block runs, the first ``load_model`` in this process of checkpoint ``path``
-    (None: the bundled model) with ``summarizer``'s settings returns ``summarizer`` itself.
+    (None: the default bundled model) with ``summarizer``'s settings returns ``summarizer`` itself.
     Nothing is offered when ``summarizer`` is None."""
     if summarizer is None:
         yield
@@ -263,7 +267,7 @@ class Seq2SeqModelHandler(ModelHandler[Record, PredictionResult, Summarizer]):
         logger.info(
             "%s model %s (%s) on %s with %s torch thread(s)",
             how,
-            self._model_path or "bundled",
+            model_name(self._model_path),
             summarizer.fingerprint,
             summarizer.device,
             self._settings.threads,

@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from s2s_model import DecodeConfig, RuntimeSettings
+from s2s_model.bundled import DEFAULT_MODEL, model_choices
 from s2s_model.config import (
     DEFAULT_DEVICE,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -216,7 +217,8 @@ class SummarizeOptions(PipelineOptions):
         group.add_argument(
             "--model",
             default=None,
-            help="checkpoint directory (local or any Beam filesystem); default: the bundled model",
+            help=f"a bundled model by name ({model_choices()}) or a checkpoint directory (local"
+            f" or any Beam filesystem); default: {DEFAULT_MODEL}",
         )
         group.add_argument(
             "--device",

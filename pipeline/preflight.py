@@ -32,6 +32,7 @@ from pipeline.sinks import (
     success_path,
 )
 from s2s_model import DecodeConfig, RuntimeSettings, Summarizer
+from s2s_model.bundled import model_name
 from s2s_model.device import DeviceError
 from s2s_model.domain import DomainProfile
 from s2s_model.errors import S2SError, one_line
@@ -223,8 +224,9 @@ def _load_model(options: SummarizeOptions, settings: RuntimeSettings) -> Summari
     try:
         return load_summarizer(options.model, dataclasses.replace(settings, device="cpu"))
     except Exception as err:  # CheckpointError, OSError, a filesystem plugin error, ...
-        where = options.model or "the bundled model"
-        raise PreflightError(f"cannot load model {where}: {one_line(err)}") from None
+        raise PreflightError(
+            f"cannot load model {model_name(options.model)}: {one_line(err)}"
+        ) from None
 
 
 def _resolve_decode(model: Summarizer, options: SummarizeOptions) -> DecodeConfig:
@@ -256,7 +258,7 @@ def preflight(options: SummarizeOptions) -> RunPlan:
         patterns=patterns,
         shards=shards,
         output=options.output,
-        model=options.model or "bundled",
+        model=model_name(options.model),
         fingerprint=model.fingerprint,
         decode=decode,
         settings=settings,

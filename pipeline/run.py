@@ -62,6 +62,7 @@ from pipeline.sinks import (
 )
 from pipeline.sources import ReadSettings, ReadShards
 from pipeline.transforms import FLAGGED_COUNTER_PREFIX, CountFlags, SummarizeDocuments
+from s2s_model.bundled import describe_model, is_bundled, other_models
 from s2s_model.device import device_info
 from s2s_model.errors import S2SError, one_line
 from s2s_model.quality import FLAGS
@@ -127,14 +128,13 @@ class RunReport:
         """What to tell the user when more than ``share`` of the summaries are out of domain."""
         if self.skipped or not self.summarized or self.out_of_domain <= share * self.summarized:
             return None
-        path = self.manifest.get("model", {}).get("path")
-        model = "the bundled model" if path in (None, "bundled") else f"model {path}"
+        model = self.manifest.get("model", {}).get("path")
         return (
             f"{self.out_of_domain:,} of {self.summarized:,} summaries"
             f" ({self.out_of_domain / self.summarized:.1%}) are flagged {OUT_OF_DOMAIN}:"
-            f" {model} was not trained on text like this corpus, and its summaries of it are"
-            " unreliable; pass --model with a model trained on such text (s2s train,"
-            " s2s import-opennmt)"
+            f" {describe_model(model)} was not trained on text like this corpus, and its"
+            " summaries of it are unreliable; pass --model with a model trained on such text"
+            f" ({other_models(model)})"
         )
 
 
@@ -260,6 +260,7 @@ def _manifest(
         "flagged": flagged,
         "model": {
             "path": plan.model,
+            "bundled": is_bundled(plan.model),
             "fingerprint": plan.fingerprint,
             "quantize": plan.settings.quantize,
             "precision": plan.settings.precision,

@@ -12,6 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.output import read_manifest
 from pipeline.sinks import dead_letter_dir, output_files, summaries_dir
+from s2s_model.bundled import model_name
 from s2s_model.errors import S2SError
 
 
@@ -110,6 +111,17 @@ def run_summary(output: str) -> str:
     counts = manifest["counts"]
     return (
         f"{output}: {counts['read']:,} records, {counts['summarized']:,} summarized,"
-        f" {counts['dead_lettered']:,} dead letters; model {manifest['model']['fingerprint']};"
+        f" {counts['dead_lettered']:,} dead letters; {_model(manifest['model'])};"
         f" finished {manifest['finished_at']} on {manifest['runner']}"
     )
+
+
+def _model(model: dict[str, Any]) -> str:
+    """``model news (bundled, 0123abcd...)`` or ``model runs/m1/best (0123abcd...)``; older runs
+    recorded the default bundled model as ``bundled``."""
+    path, fingerprint = model.get("path"), model["fingerprint"]
+    if path is None:
+        return f"model {fingerprint}"
+    if model.get("bundled") or path == "bundled":
+        return f"model {model_name(None) if path == 'bundled' else path} (bundled, {fingerprint})"
+    return f"model {path} ({fingerprint})"

@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from s2s_cli.command import S2SCommand
+from s2s_model.bundled import DEFAULT_MODEL, model_choices, model_directory
 from s2s_model.config import (
     DEFAULT_DEVICE,
     DEVICES,
@@ -313,7 +314,8 @@ EVALUATE_HELP = """ROUGE of a model (or a predictions file) on TEST_FILE, next t
 
 \b
   s2s evaluate test.jsonl --model runs/m1/best
-  s2s evaluate test.jsonl                          # the bundled model
+  s2s evaluate test.jsonl                          # the bundled model 'debian'
+  s2s evaluate cnndm.jsonl --model news --text_field article --summary_field highlights
   s2s evaluate test.parquet --predictions preds.txt --text_field description
   s2s evaluate test.jsonl --model runs/m1/best --beam_size 5 --json_out scores.json
 
@@ -324,6 +326,11 @@ JSONL/Parquet with a --prediction_field column. Beside ROUGE: the quality rates 
 summary columns (a content word repeated, words not in the source; with --known_words_from,
 glued or cut words), for the system and for the references.
 """
+
+MODEL_HELP = (
+    f"a bundled model by name ({model_choices()}) or a checkpoint directory;"
+    f" default: {DEFAULT_MODEL}"
+)
 
 
 def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -345,7 +352,7 @@ def _decode_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command(cls=S2SCommand, help=EVALUATE_HELP)
 @click.argument("test_file")
-@click.option("--model", "model_path", default=None, help="checkpoint directory (default: bundled)")
+@click.option("--model", "model_path", default=None, help=MODEL_HELP)
 @click.option("--predictions", default=None, help="score this predictions file instead of a model")
 @click.option("--prediction_field", default="summary", show_default=True,
               help="field of a JSONL/Parquet predictions file")  # fmt: skip
@@ -453,10 +460,9 @@ def _run_model(
     from s2s_model.checkpoint import load_checkpoint
     from s2s_model.config import DEFAULT_MAX_SRC_TOKENS, RuntimeSettings
     from s2s_model.evaluation import summarize_all
-    from s2s_model.summarizer import BUNDLED_MODEL, Summarizer
+    from s2s_model.summarizer import Summarizer
 
-    path = model_path or str(BUNDLED_MODEL)
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(model_directory(model_path))
     try:
         decode = checkpoint.decode.with_overrides(decode_flags)
     except ValueError as err:

@@ -72,7 +72,7 @@ def save_checkpoint(
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.config.to_dict(),
-            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
+            "tokenizer": _tokenizer_section(tokenizer),
             "decode": (decode or DecodeConfig()).to_dict(),
             "metadata": metadata or {},
         }
@@ -80,6 +80,15 @@ def save_checkpoint(
         _replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tokenizer_section(tokenizer: TextTokenizer) -> dict[str, Any]:
+    """The config's ``tokenizer``: kind, size, and ``lowercase`` when set (older readers and
+    checkpoints without it: false)."""
+    section: dict[str, Any] = {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size}
+    if getattr(tokenizer, "lowercase", False):
+        section["lowercase"] = True
+    return section
 
 
 def _weights(model: Seq2Seq) -> dict[str, torch.Tensor]:
@@ -120,8 +129,10 @@ def load_checkpoint(directory: str | os.PathLike[str], *, device: str = "cpu") -
         )
     config = _read_config(root / CONFIG_FILE)
     model_config = _model_config(root / CONFIG_FILE, config)
-    kind = str(config.get("tokenizer", {}).get("kind", "sentencepiece"))
-    tokenizer = _read_tokenizer(root / TOKENIZER_FILE, kind, model_config)
+    section = config.get("tokenizer", {})
+    kind = str(section.get("kind", "sentencepiece"))
+    lowercase = section.get("lowercase", False) is True
+    tokenizer = _read_tokenizer(root / TOKENIZER_FILE, kind, model_config, lowercase)
     model = Seq2Seq(model_config)
     _read_weights(root / WEIGHTS_FILE, model)
     model.to(device).eval()
@@ -176,11 +187,13 @@ def _model_config(path: Path, config: dict[str, Any]) -> ModelConfig:
         ) from None
 
 
-def _read_tokenizer(path: Path, kind: str, model_config: ModelConfig) -> TextTokenizer:
+def _read_tokenizer(
+    path: Path, kind: str, model_config: ModelConfig, lowercase: bool
+) -> TextTokenizer:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; re-save it")
     try:
-        tokenizer = load_tokenizer(kind, path.read_bytes())
+        tokenizer = load_tokenizer(kind, path.read_bytes(), lowercase=lowercase)
     except (RuntimeError, ValueError, OSError) as err:
         raise CheckpointError(f"{path} is not a usable {kind} tokenizer ({err})") from None
     if tokenizer.vocab_size != model_config.vocab_size:

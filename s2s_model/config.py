@@ -375,6 +375,11 @@ class TrainConfig:
         " UNK, so no character is lost between text and tokens (needs vocab_size > 260)",
         False,
     )
+    lowercase: bool = _help(
+        "lower-case the texts SentencePiece trains on, and every text the model reads or learns"
+        " from (the saved tokenizer keeps doing it): for lower-cased corpora such as CNN/DailyMail",
+        False,
+    )
     tokenizer_sentences: int = _help(
         "training texts (sources and summaries) sampled to train SentencePiece", 200_000
     )

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from s2s_model.bundled import model_directory
 from s2s_model.checkpoint import Checkpoint, load_checkpoint
 from s2s_model.config import DecodeConfig, RuntimeSettings
 from s2s_model.device import resolve_device
@@ -26,8 +26,6 @@ from s2s_model.tokenizer import PAD_ID, TextTokenizer, WordTokenizer
 from s2s_model.wordpieces import word_pieces
 
 logger = logging.getLogger(__name__)
-
-BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "debian-synopsis"
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,8 @@ class Summarizer:
         settings: RuntimeSettings | None = None,
         **changes: Any,
     ) -> Summarizer:
-        """Load a checkpoint directory (the bundled model when ``path`` is None).
+        """Load a checkpoint directory, or a bundled model by name (``"debian"``, the default
+        when ``path`` is None, or ``"news"``: ``s2s_model.bundled``).
 
         ``settings`` says how it runs (``RuntimeSettings``: device, threads, token limits,
         refill, quantize, precision, search threads); ``changes`` are ``RuntimeSettings`` fields
@@ -147,7 +146,7 @@ class Summarizer:
         settings = dataclasses.replace(settings or RuntimeSettings(), **changes)
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        checkpoint = load_checkpoint(BUNDLED_MODEL if path is None else path)
+        checkpoint = load_checkpoint(model_directory(path))
         return cls(checkpoint, settings)
 
     def read(self, text: str) -> Source:

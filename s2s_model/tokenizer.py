@@ -47,7 +47,9 @@ class Tokenizer:
 
     kind = "sentencepiece"
 
-    def __init__(self, processor: spm.SentencePieceProcessor, model_bytes: bytes) -> None:
+    def __init__(
+        self, processor: spm.SentencePieceProcessor, model_bytes: bytes, *, lowercase: bool = False
+    ) -> None:
         ids = (processor.pad_id(), processor.bos_id(), processor.eos_id(), processor.unk_id())
         if ids != SPECIAL_IDS:
             raise ValueError(
@@ -56,6 +58,9 @@ class Tokenizer:
             )
         self._sp = processor
         self._bytes = model_bytes
+        # A model trained on lower-cased text (CNN/DailyMail as See et al. prepared it) reads
+        # capitals as unknown pieces: such a tokenizer lower-cases what it encodes.
+        self.lowercase = lowercase
 
     @classmethod
     def train(
@@ -67,15 +72,19 @@ class Tokenizer:
         character_coverage: float = 0.9995,
         byte_fallback: bool = False,
         seed_sentences: int = 1_000_000,
+        lowercase: bool = False,
     ) -> Tokenizer:
         """Train a SentencePiece model on ``texts`` (an iterator is fine; read once).
 
         ``byte_fallback`` spells characters outside the vocabulary as UTF-8 bytes instead of UNK,
         so nothing is lost on decoding; it needs ``vocab_size`` above 260 (256 bytes + specials).
+        ``lowercase`` trains on lower-cased texts and lower-cases every text it encodes.
         """
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type={model_type!r}: choose one of {MODEL_TYPES}")
-        sentences = (t.strip() for t in texts if t and t.strip())
+        sentences = (
+            t.strip().lower() if lowercase else t.strip() for t in texts if t and t.strip()
+        )
         buffer = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=sentences,
@@ -95,14 +104,14 @@ class Tokenizer:
             num_threads=1,
             minloglevel=2,
         )
-        return cls.from_bytes(buffer.getvalue())
+        return cls.from_bytes(buffer.getvalue(), lowercase=lowercase)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Tokenizer:
+    def from_bytes(cls, data: bytes, *, lowercase: bool = False) -> Tokenizer:
         """Load a serialized SentencePiece ``.model``."""
         processor = spm.SentencePieceProcessor()
         processor.LoadFromSerializedProto(data)
-        return cls(processor, data)
+        return cls(processor, data, lowercase=lowercase)
 
     def to_bytes(self) -> bytes:
         return self._bytes
@@ -125,7 +134,7 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without BOS or EOS."""
-        return list(self._sp.encode(text, out_type=int))
+        return list(self._sp.encode(text.lower() if self.lowercase else text, out_type=int))
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; special ids are dropped."""
@@ -200,10 +209,11 @@ class WordTokenizer:
         return list(range(len(SPECIAL_IDS), min(self.vocab_size, len(SPECIAL_IDS) + count)))
 
 
-def load_tokenizer(kind: str, data: bytes) -> TextTokenizer:
-    """A tokenizer of ``kind`` ('sentencepiece' or 'words') from its saved bytes."""
+def load_tokenizer(kind: str, data: bytes, *, lowercase: bool = False) -> TextTokenizer:
+    """A tokenizer of ``kind`` ('sentencepiece' or 'words') from its saved bytes; ``lowercase``
+    (SentencePiece only) lower-cases what it encodes."""
     if kind == "sentencepiece":
-        return Tokenizer.from_bytes(data)
+        return Tokenizer.from_bytes(data, lowercase=lowercase)
     if kind == "words":
         return WordTokenizer.from_bytes(data)
     raise ValueError(f"tokenizer kind {kind!r}: choose one of {TOKENIZER_KINDS}")

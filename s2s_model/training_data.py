@@ -65,6 +65,7 @@ def train_tokenizer(pairs: Sequence[tuple[str, str]], config: TrainConfig) -> To
         vocab_size=config.vocab_size,
         model_type=config.tokenizer_type,
         byte_fallback=config.byte_fallback,
+        lowercase=config.lowercase,
     )
 
 

@@ -403,13 +403,13 @@ def test_misfit_warning_above_the_share_names_the_model_flag() -> None:
     manifest = {
         "counts": {"read": 10, "summarized": 10, "dead_lettered": 0},
         "flagged": {"out_of_domain": 6},
-        "model": {"path": "bundled"},
+        "model": {"path": "debian", "bundled": True},
         "duration_s": 1.0,
     }
     report = run_module.RunReport(output="out", manifest=manifest)
     warning = report.misfit_warning(0.5)
     assert warning is not None
-    assert "6 of 10 summaries (60.0%)" in warning and "the bundled model" in warning
+    assert "6 of 10 summaries (60.0%)" in warning and "the bundled model 'debian'" in warning
     assert "--model" in warning
     assert report.misfit_warning(0.6) is None  # 6 of 10 is not above 60%
     no_metrics = run_module.RunReport(output="out", manifest={**manifest, "flagged": None})

@@ -122,6 +122,25 @@ def test_the_run_summary_of_a_finished_run(output: str) -> None:
     assert "\n" not in line
 
 
+@pytest.mark.parametrize(
+    ("model", "shown"),
+    [
+        ({"path": "news", "bundled": True}, "model news (bundled, abc123)"),
+        ({"path": "bundled"}, "model debian (bundled, abc123)"),  # before the named models
+        ({"path": "runs/m1/best", "bundled": False}, "model runs/m1/best (abc123)"),
+    ],
+)
+def test_the_run_summary_names_the_model(output: str, model: dict[str, object], shown: str) -> None:
+    manifest = {
+        "counts": {"read": 1, "summarized": 1, "dead_lettered": 0},
+        "model": {**model, "fingerprint": "abc123"},
+        "finished_at": "2026-01-02T03:04:05Z",
+        "runner": "DirectRunner",
+    }
+    write_manifest(output, manifest)
+    assert f"; {shown}; finished" in run_summary(output)
+
+
 def test_row_counts_come_from_the_footers_and_the_flags(output: str) -> None:
     assert row_counts(output) == RowCounts(total=5, matching=5)
     assert row_counts(output, flag="repeat") == RowCounts(total=5, matching=2)

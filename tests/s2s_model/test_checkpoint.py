@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from s2s_model import CheckpointError, DecodeConfig, Tokenizer, load_checkpoint, save_checkpoint
-from s2s_model.summarizer import BUNDLED_MODEL
+from s2s_model.bundled import BUNDLED_MODELS
 from tests.conftest import tiny_model
 
 SRC = torch.tensor([[5, 6, 7, 8, 9], [9, 8, 0, 0, 0]])
@@ -212,9 +212,12 @@ def test_weights_that_are_not_finite_are_refused_at_load(
     assert "\n" not in message
 
 
-def test_the_bundled_model_loads_with_finite_weights() -> None:
-    checkpoint = load_checkpoint(BUNDLED_MODEL)
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_each_bundled_model_loads_with_finite_fp32_weights_and_a_domain(name: str) -> None:
+    checkpoint = load_checkpoint(BUNDLED_MODELS[name].directory)
     assert all(torch.isfinite(p).all() for p in checkpoint.model.parameters())
+    assert {p.dtype for p in checkpoint.model.parameters()} == {torch.float32}
+    assert 0.0 < checkpoint.metadata["domain"]["threshold"] < 1.0
 
 
 def test_tokenizer_of_another_vocabulary(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -230,3 +233,18 @@ def test_bad_json(tmp_path: Path, tiny_checkpoint: Path) -> None:
     (directory / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"config\.json is not valid JSON"):
         load_checkpoint(directory)
+
+
+def test_a_lowercasing_tokenizer_is_saved_and_reads_capitals_as_lower_case(
+    tmp_path: Path,
+) -> None:
+    texts = ["the jail in the state was stormed by a crowd of people"] * 40
+    tokenizer = Tokenizer.train(texts, vocab_size=30, lowercase=True)
+    save_checkpoint(tmp_path / "m", tiny_model(tokenizer.vocab_size), tokenizer)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["tokenizer"]["lowercase"] is True
+    loaded = load_checkpoint(tmp_path / "m").tokenizer
+    assert isinstance(loaded, Tokenizer) and loaded.lowercase
+    assert loaded.encode("The JAIL was Stormed") == loaded.encode("the jail was stormed")
+    plain = Tokenizer.from_bytes(tokenizer.to_bytes())
+    assert plain.encode("The JAIL") != plain.encode("the jail")  # the flag does the work

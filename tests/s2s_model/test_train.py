@@ -352,3 +352,12 @@ def test_keep_checkpoints_keeps_the_newest_validations(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / CHECKPOINTS_DIR / kept[-1]).metadata["step"] == 10
     record = average_checkpoints(last_checkpoints(tmp_path, 2), tmp_path / "averaged")
     assert [source["step"] for source in record["checkpoints"]] == [8, 10]
+
+
+def test_lowercase_training_saves_a_lowercasing_tokenizer(tmp_path: Path) -> None:
+    pairs = [(text.title(), summary.upper()) for text, summary in tiny_pairs(4)]
+    config = tiny_train_config(max_steps=2, eval_every=2, valid_sample=1, lowercase=True)
+    fit(pairs, pairs, tmp_path, model_config=TINY_MODEL, train_config=config, progress=False)
+    tokenizer = load_checkpoint(tmp_path / BEST_DIR).tokenizer
+    assert json.loads((tmp_path / BEST_DIR / "config.json").read_text())["tokenizer"]["lowercase"]
+    assert tokenizer.encode(pairs[0][0]) == tokenizer.encode(pairs[0][0].lower())
