@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s2s_model.errors import S2SError
+from s2s_model.evaluation import rouge, split_sentences
 
 TEXT_FIELD = "article"
 SUMMARY_FIELD = "highlights"
@@ -31,8 +32,6 @@ LEAD_SENTENCES = 3
 SAMPLE_SEED = 26
 INFO_FILE = "corpus_info.json"
 # PTB tokens that end a sentence, and closing quotes that stay with the sentence they close.
-_SENTENCE_ENDS = frozenset({".", "!", "?"})
-_CLOSERS = frozenset({"''", "'", ")", "-rrb-"})
 
 
 class CnndmError(S2SError, ValueError):
@@ -101,30 +100,14 @@ def cut_words(text: str, limit: int) -> str:
     return "\n".join(lines)
 
 
-def sentences(text: str) -> list[str]:
-    """PTB-tokenized ``text`` split after ``.``, ``!`` and ``?`` (closing quotes kept with them)."""
-    out: list[str] = []
-    current: list[str] = []
-    ended = False
-    for token in text.split():
-        if ended and token not in _CLOSERS:
-            out.append(" ".join(current))
-            current, ended = [], False
-        current.append(token)
-        ended = ended or token in _SENTENCE_ENDS
-    if current:
-        out.append(" ".join(current))
-    return out
-
-
 def lead(text: str, n: int = LEAD_SENTENCES) -> str:
     """The first ``n`` sentences of ``text``, one per line (See et al.'s lead-3 baseline)."""
-    return "\n".join(sentences(text)[:n])
+    return "\n".join(split_sentences(text)[:n])
 
 
 def one_sentence_per_line(text: str) -> str:
     """``text`` with its sentences on lines of their own, for ROUGE-Lsum."""
-    return "\n".join(s for line in text.splitlines() for s in sentences(line))
+    return "\n".join(split_sentences(text))
 
 
 def disjoint_samples(
@@ -188,7 +171,6 @@ def _write(path: Path, rows: Iterable[Article]) -> None:
 def score(rows: Sequence[Article], predictions: Sequence[str]) -> dict[str, dict[str, float]]:
     """ROUGE F1 x 100 (``s2s_model.evaluation.rouge``) of ``predictions`` and of lead-3 against
     the full references of ``rows``, every text one sentence per line for ROUGE-Lsum."""
-    from s2s_model.evaluation import rouge
 
     references = [item.highlights for item in rows]
     systems = {

@@ -38,10 +38,14 @@ PROGRESS_CHUNK = 128
 # (documents done, documents in all, seconds so far)
 Progress = Callable[[int, int, float], None]
 DEFAULT_MAX_LEAD_WORDS = 100
-# A sentence ends at . ! or ? (optionally followed by a closing quote or bracket) before
-# whitespace and an upper-case letter, digit or opening quote. Good enough for news-style text;
-# a synopsis is one sentence anyway.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+# A sentence ends at a word ending in . ! or ? (optionally followed by a closing quote or
+# bracket) when the next word starts with an upper-case letter, a digit or an opening quote; and,
+# in tokenized text (CNN/DailyMail as See et al. prepared it, lower-cased), only at a standalone
+# . ! ? whatever follows, closing tokens kept with it. A synopsis is one sentence anyway.
+_ATTACHED_END = re.compile(r"[.!?][\"')\]]?$")
+_NEXT_STARTS = re.compile(r"^[\"'(\[]?[A-Z0-9]")
+_TOKEN_ENDS = frozenset({".", "!", "?"})
+_TOKEN_CLOSERS = frozenset({"''", "'", ")", "-rrb-"})
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,33 @@ class EvaluationReport:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences: at newlines, and after . ! ? before a capital or digit."""
+    """Split ``text`` into sentences, words joined by single spaces: at newlines, after a word
+    ending in . ! ? before a capital or digit, and after a standalone . ! ? (tokenized text)."""
     sentences: list[str] = []
     for line in text.splitlines():
-        sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
+        sentences.extend(_line_sentences(line.split()))
+    return sentences
+
+
+def _line_sentences(words: list[str]) -> list[str]:
+    """One line's sentences; a line holding a standalone . ! ? is tokenized text, where a word
+    ending in a period is an abbreviation ("oct. 13") and only the standalone ones end sentences."""
+    tokenized = not _TOKEN_ENDS.isdisjoint(words)
+    sentences: list[str] = []
+    current: list[str] = []
+    token_ended = attached_ended = False
+    for word in words:
+        if current and (
+            (token_ended and word not in _TOKEN_CLOSERS)
+            or (attached_ended and _NEXT_STARTS.match(word))
+        ):
+            sentences.append(" ".join(current))
+            current, token_ended = [], False
+        current.append(word)
+        token_ended = token_ended or word in _TOKEN_ENDS
+        attached_ended = not tokenized and bool(_ATTACHED_END.search(word))
+    if current:
+        sentences.append(" ".join(current))
     return sentences
 
 

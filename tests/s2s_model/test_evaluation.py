@@ -144,3 +144,16 @@ def test_evaluate_predictions_reports_the_quality_rates() -> None:
         evaluate_predictions(references, references, sources=sources)
     )
     assert evaluate_predictions(references, references).quality is None
+
+
+def test_split_sentences_of_lower_cased_tokenized_text() -> None:
+    # CNN/DailyMail as See et al. prepared it: standalone enders split whatever follows, closing
+    # tokens stay with their sentence, and "oct." is an abbreviation there.
+    text = "he said `` no . '' then left on oct. 13 . it rained ! \" why ? \" she asked ."
+    assert split_sentences(text) == [
+        "he said `` no . ''",
+        "then left on oct. 13 .",
+        "it rained !",
+        '" why ?',
+        '" she asked .',
+    ]
